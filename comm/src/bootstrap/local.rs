@@ -1,0 +1,1 @@
+//! Client side of the local launcher's bootstrap (to be written).

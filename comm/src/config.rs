@@ -1,0 +1,181 @@
+//! Every environment variable Atoll reads, with its default, in one place.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `ATOLL_PLACES` | `2` | places the local launcher starts when the program runs outside any launcher |
+//! | `ATOLL_PROVIDER` | `shm` | transport: `shm` (built in), `ucx`, `ofi` (cargo features of those names) |
+//! | `ATOLL_CHAOS` | unset | a `u64` seed: the receiver delays and reorders deliveries between different senders (never within one sender's stream) to prove that nothing depends on cross-sender order |
+//! | `ATOLL_TAG_OUTPUT` | `1` | `0` lets places write straight to the terminal instead of prefixing each line with `[place k]` |
+//! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
+//! | `ATOLL_CONNECT_TIMEOUT_S` | `30` | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job |
+//! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
+//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
+//! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
+//! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
+//!
+//! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
+//! `ATOLL_LAUNCHER_SOCKET`, `ATOLL_JOB_SECRET`.
+
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+/// Places the local launcher starts (`ATOLL_PLACES`).
+pub const PLACES: &str = "ATOLL_PLACES";
+/// Transport provider (`ATOLL_PROVIDER`).
+pub const PROVIDER: &str = "ATOLL_PROVIDER";
+/// Chaos-mode seed (`ATOLL_CHAOS`).
+pub const CHAOS: &str = "ATOLL_CHAOS";
+/// Output tagging by the local launcher (`ATOLL_TAG_OUTPUT`).
+pub const TAG_OUTPUT: &str = "ATOLL_TAG_OUTPUT";
+/// What the launcher does when a place dies (`ATOLL_ON_PLACE_FAILURE`).
+pub const ON_PLACE_FAILURE: &str = "ATOLL_ON_PLACE_FAILURE";
+/// Bootstrap connect timeout in seconds (`ATOLL_CONNECT_TIMEOUT_S`).
+pub const CONNECT_TIMEOUT_S: &str = "ATOLL_CONNECT_TIMEOUT_S";
+/// Spin budget of idle waiters in microseconds (`ATOLL_SPIN_US`).
+pub const SPIN_US: &str = "ATOLL_SPIN_US";
+/// Registered memory per place for the shm provider, MiB (`ATOLL_SHM_HEAP_MB`).
+pub const SHM_HEAP_MB: &str = "ATOLL_SHM_HEAP_MB";
+/// Size of each shm inbox ring, KiB (`ATOLL_SHM_RING_KB`).
+pub const SHM_RING_KB: &str = "ATOLL_SHM_RING_KB";
+/// Eager threshold in bytes (`ATOLL_EAGER_MAX`).
+pub const EAGER_MAX: &str = "ATOLL_EAGER_MAX";
+
+/// This place's rank, set by the local launcher.
+pub const RANK: &str = "ATOLL_RANK";
+/// The job's id, set by the local launcher (names the job's shared-memory segments).
+pub const JOB_ID: &str = "ATOLL_JOB_ID";
+/// The launcher's bootstrap socket, set by the local launcher.
+pub const LAUNCHER_SOCKET: &str = "ATOLL_LAUNCHER_SOCKET";
+/// The per-job secret every place presents to the launcher's socket.
+pub const JOB_SECRET: &str = "ATOLL_JOB_SECRET";
+
+/// Which transport carries the job's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// The built-in shared-memory provider (one host).
+    Shm,
+    /// UCX (cargo feature `ucx`).
+    Ucx,
+    /// libfabric (cargo feature `ofi`).
+    Ofi,
+}
+
+/// What the local launcher does when a place dies abnormally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnPlaceFailure {
+    /// End every other place (the default).
+    Kill,
+    /// Let the survivors run; they see the failure through `Comm::failed_places`.
+    Continue,
+}
+
+/// The settings of one place, read from the environment once at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `ATOLL_PLACES`.
+    pub places: usize,
+    /// `ATOLL_PROVIDER`.
+    pub provider: ProviderKind,
+    /// `ATOLL_CHAOS`.
+    pub chaos_seed: Option<u64>,
+    /// `ATOLL_TAG_OUTPUT`.
+    pub tag_output: bool,
+    /// `ATOLL_ON_PLACE_FAILURE`.
+    pub on_place_failure: OnPlaceFailure,
+    /// `ATOLL_CONNECT_TIMEOUT_S`.
+    pub connect_timeout_s: u64,
+    /// `ATOLL_SPIN_US`, if set (otherwise chosen from the core count).
+    pub spin_us: Option<u64>,
+    /// `ATOLL_SHM_HEAP_MB`, in bytes.
+    pub shm_heap_bytes: usize,
+    /// `ATOLL_SHM_RING_KB`, in bytes.
+    pub shm_ring_bytes: usize,
+    /// `ATOLL_EAGER_MAX`.
+    pub eager_max: usize,
+}
+
+impl Config {
+    /// Reads every variable; an unusable value is an [`Error::Config`] naming it.
+    pub fn from_env() -> Result<Config> {
+        let provider = match var(PROVIDER).as_deref() {
+            None | Some("shm") => ProviderKind::Shm,
+            Some("ucx") => ProviderKind::Ucx,
+            Some("ofi") => ProviderKind::Ofi,
+            Some(other) => return Err(invalid(PROVIDER, other, "one of shm, ucx, ofi")),
+        };
+        let on_place_failure = match var(ON_PLACE_FAILURE).as_deref() {
+            None | Some("kill") => OnPlaceFailure::Kill,
+            Some("continue") => OnPlaceFailure::Continue,
+            Some(other) => return Err(invalid(ON_PLACE_FAILURE, other, "kill or continue")),
+        };
+        let tag_output = match var(TAG_OUTPUT).as_deref() {
+            None | Some("1") | Some("true") | Some("yes") => true,
+            Some("0") | Some("false") | Some("no") => false,
+            Some(other) => return Err(invalid(TAG_OUTPUT, other, "0 or 1")),
+        };
+        let places: usize = parse(PLACES, "a whole number of places, at least 1")?.unwrap_or(2);
+        if places == 0 {
+            return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));
+        }
+        let ring_kb: usize = parse(SHM_RING_KB, "a power of two of KiB, 16 to 65536")?.unwrap_or(256);
+        if !ring_kb.is_power_of_two() || !(16..=65536).contains(&ring_kb) {
+            return Err(invalid(
+                SHM_RING_KB,
+                &ring_kb.to_string(),
+                "a power of two of KiB, 16 to 65536",
+            ));
+        }
+        let ring_bytes = ring_kb * 1024;
+        let eager_max: usize = parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192);
+        if eager_max < 64 || eager_max > ring_bytes / 4 {
+            return Err(invalid(
+                EAGER_MAX,
+                &eager_max.to_string(),
+                "bytes, 64 up to a quarter of ATOLL_SHM_RING_KB",
+            ));
+        }
+        let heap_mb: usize = parse(SHM_HEAP_MB, "MiB of registered memory, at least 1")?.unwrap_or(256);
+        if heap_mb == 0 {
+            return Err(invalid(SHM_HEAP_MB, "0", "MiB of registered memory, at least 1"));
+        }
+        Ok(Config {
+            places,
+            provider,
+            chaos_seed: parse(CHAOS, "a u64 seed")?,
+            tag_output,
+            on_place_failure,
+            connect_timeout_s: parse(CONNECT_TIMEOUT_S, "seconds")?.unwrap_or(30),
+            spin_us: parse(SPIN_US, "microseconds")?,
+            shm_heap_bytes: heap_mb << 20,
+            shm_ring_bytes: ring_bytes,
+            eager_max,
+        })
+    }
+}
+
+/// The value of `name`, if set and not empty.
+pub(crate) fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `name` parsed as `T`, `None` when unset.
+pub(crate) fn parse<T: FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>> {
+    match var(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(name, &v, expected)),
+    }
+}
+
+fn invalid(var: &'static str, value: &str, expected: &'static str) -> Error {
+    Error::Config {
+        var,
+        value: value.to_owned(),
+        expected,
+    }
+}

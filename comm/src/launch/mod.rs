@@ -1,0 +1,1 @@
+//! The local launcher (to be written).

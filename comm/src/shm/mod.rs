@@ -1,0 +1,3 @@
+//! The built-in shared-memory provider.
+
+pub(crate) mod segment_names;
