@@ -119,7 +119,8 @@ impl Config {
         if places == 0 {
             return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));
         }
-        let ring_kb: usize = parse(SHM_RING_KB, "a power of two of KiB, 16 to 65536")?.unwrap_or(256);
+        let ring_kb: usize =
+            parse(SHM_RING_KB, "a power of two of KiB, 16 to 65536")?.unwrap_or(256);
         if !ring_kb.is_power_of_two() || !(16..=65536).contains(&ring_kb) {
             return Err(invalid(
                 SHM_RING_KB,
@@ -128,7 +129,8 @@ impl Config {
             ));
         }
         let ring_bytes = ring_kb * 1024;
-        let eager_max: usize = parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192);
+        let eager_max: usize =
+            parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192);
         if eager_max < 64 || eager_max > ring_bytes / 4 {
             return Err(invalid(
                 EAGER_MAX,
@@ -136,9 +138,14 @@ impl Config {
                 "bytes, 64 up to a quarter of ATOLL_SHM_RING_KB",
             ));
         }
-        let heap_mb: usize = parse(SHM_HEAP_MB, "MiB of registered memory, at least 1")?.unwrap_or(256);
+        let heap_mb: usize =
+            parse(SHM_HEAP_MB, "MiB of registered memory, at least 1")?.unwrap_or(256);
         if heap_mb == 0 {
-            return Err(invalid(SHM_HEAP_MB, "0", "MiB of registered memory, at least 1"));
+            return Err(invalid(
+                SHM_HEAP_MB,
+                "0",
+                "MiB of registered memory, at least 1",
+            ));
         }
         Ok(Config {
             places,

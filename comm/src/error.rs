@@ -160,7 +160,9 @@ pub enum Error {
     },
 
     /// An RMA operation reaches outside its region.
-    #[error("RMA out of bounds: offset {offset} + length {len} exceeds the region's {region_len} bytes")]
+    #[error(
+        "RMA out of bounds: offset {offset} + length {len} exceeds the region's {region_len} bytes"
+    )]
     OutOfBounds {
         /// Offset into the region.
         offset: usize,

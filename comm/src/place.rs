@@ -35,7 +35,10 @@ impl Place {
     /// # Panics
     /// If `index` does not fit in a `u32` (no job has that many places).
     pub const fn new(index: usize) -> Place {
-        assert!(index <= u32::MAX as usize, "place index does not fit in u32");
+        assert!(
+            index <= u32::MAX as usize,
+            "place index does not fit in u32"
+        );
         Place(index as u32)
     }
 

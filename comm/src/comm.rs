@@ -1,0 +1,424 @@
+//! [`Comm`], the handle every layer above uses, and [`CommBuilder`], which creates it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bootstrap::Bootstrap;
+use crate::config::Config;
+use crate::handler::{in_handler, Handler, HandlerScope, HandlerTable};
+use crate::payload::Payload;
+use crate::provider::Provider;
+use crate::rma::{Region, RemoteKey, RmaFuture};
+use crate::shm::Sent;
+use crate::{Error, HandlerId, Message, Place, Result};
+
+/// How long an idle waiter sleeps at most before it looks again (for failed places and for
+/// work that other threads of the place made ready).
+const PARK_TIMEOUT: Duration = Duration::from_millis(1);
+/// Yields an idle waiter makes after spinning and before parking.
+const IDLE_YIELDS: u32 = 64;
+
+/// Creates a [`Comm`]: registers the handlers, then joins the job.
+///
+/// ```no_run
+/// use atoll_comm::{CommBuilder, HandlerId};
+///
+/// const PING: HandlerId = HandlerId::new(1);
+///
+/// let comm = CommBuilder::new()
+///     .handler(PING, |_comm, msg| {
+///         let value: u64 = msg.deserialize::<u64>()?;
+///         println!("{} sent {value}", msg.from());
+///         Ok(())
+///     })
+///     .init()?;
+/// # Ok::<(), atoll_comm::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct CommBuilder {
+    handlers: HandlerTable,
+    config: Option<Config>,
+}
+
+impl CommBuilder {
+    /// A builder with no handlers, reading its configuration from the environment.
+    pub fn new() -> CommBuilder {
+        CommBuilder::default()
+    }
+
+    /// Registers `handler` under `id`. Every place must register the same handlers under the
+    /// same ids before [`CommBuilder::init`], so that no message can arrive before its handler.
+    pub fn handler<F>(mut self, id: HandlerId, handler: F) -> CommBuilder
+    where
+        F: Fn(&Comm, Message<'_>) -> Result<()> + Send + Sync + 'static,
+    {
+        self.handlers.insert(id, Box::new(handler) as Handler);
+        self
+    }
+
+    /// Uses `config` instead of reading the environment.
+    pub fn config(mut self, config: Config) -> CommBuilder {
+        self.config = Some(config);
+        self
+    }
+
+    /// Joins the job: bootstrap, then the provider's set-up (for shm: create, map and unlink the
+    /// segments).
+    ///
+    /// When the program runs outside any launcher, this call *becomes the local launcher*: it
+    /// starts `ATOLL_PLACES` copies of the program (each of which returns from `init` as one
+    /// place), forwards their output tagged `[place k]`, and exits the process with the job's
+    /// status; it never returns then. Call it first in `main`: what runs before it runs in
+    /// the launcher too.
+    pub fn init(self) -> Result<Comm> {
+        let config = match self.config {
+            Some(config) => config,
+            None => Config::from_env()?,
+        };
+        let bootstrap = Bootstrap::join_or_launch(&config)?;
+        let provider = Provider::new(&bootstrap, &config)?;
+        let here = Place::new(bootstrap.rank());
+        let places = bootstrap.size();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let spin_us = config
+            .spin_us
+            .unwrap_or(if places > cores { 0 } else { 50 });
+        tracing::debug!(%here, places, provider = provider.name(), spin_us, "comm ready");
+        Ok(Comm {
+            inner: Arc::new(CommInner {
+                here,
+                places,
+                provider,
+                handlers: self.handlers,
+                bootstrap,
+                spin: Duration::from_micros(spin_us),
+                config,
+                messages_sent: AtomicU64::new(0),
+                messages_delivered: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// One place's handle on the transport: cheap to clone, usable from any thread.
+///
+/// Every operation is non-blocking except the `wait_*` family and a send that finds its ring
+/// full (which drives progress until there is room). Nothing happens in the background:
+/// [`Comm::progress`] delivers arrived messages, and idle threads should call it (the runtime's
+/// workers do).
+///
+/// # Thread safety
+/// `Comm` is `Send + Sync`. Any number of threads may send and call `progress` concurrently;
+/// messages from one place to another are delivered in the order they were sent (FIFO per
+/// pair), with no order promised between different senders.
+///
+/// # Resource cleanup
+/// Registered memory is returned when its [`Region`] is dropped. The shared-memory segments
+/// are unlinked during [`CommBuilder::init`], so nothing of the job survives its processes.
+#[derive(Clone, Debug)]
+pub struct Comm {
+    inner: Arc<CommInner>,
+}
+
+#[derive(Debug)]
+struct CommInner {
+    here: Place,
+    places: usize,
+    provider: Provider,
+    handlers: HandlerTable,
+    bootstrap: Bootstrap,
+    spin: Duration,
+    config: Config,
+    messages_sent: AtomicU64,
+    messages_delivered: AtomicU64,
+}
+
+/// A record written into a peer's inbox exactly as given: see [`Comm::inject_raw`].
+#[derive(Clone, Copy, Debug)]
+pub struct RawRecord<'a> {
+    /// Record kind: 1 eager, 2 rendezvous, 3 padding; anything else is invalid.
+    pub kind: u8,
+    /// The sending place the record claims.
+    pub src: u32,
+    /// The handler id it names.
+    pub handler: u16,
+    /// Its payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl Comm {
+    /// This place.
+    pub fn here(&self) -> Place {
+        self.inner.here
+    }
+
+    /// The number of places of the job (`N`; places are `0..N`).
+    #[allow(clippy::len_without_is_empty)] // a job always has at least one place
+    pub fn len(&self) -> usize {
+        self.inner.places
+    }
+
+    /// Every place of the job, in order.
+    pub fn places(&self) -> impl Iterator<Item = Place> + 'static {
+        (0..self.inner.places).map(Place::new)
+    }
+
+    /// The configuration this place runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The name of the transport in use (`shm`, `ucx`, `ofi`).
+    pub fn provider_name(&self) -> &'static str {
+        self.inner.provider.name()
+    }
+
+    /// Sends `value` to handler `handler` at place `to`.
+    ///
+    /// The value is serialized once, straight into the transport's memory; above the eager
+    /// threshold it goes by rendezvous. If the ring to `to` is full, the call drives
+    /// [`Comm::progress`] until there is room; inside a handler it queues the message instead
+    /// (a handler never waits).
+    pub fn send<T: Payload>(&self, to: Place, handler: HandlerId, value: &T) -> Result<()> {
+        let index = self.check_place(to)?;
+        let queue_if_full = in_handler();
+        let mut waited: Option<Instant> = None;
+        loop {
+            match self
+                .inner
+                .provider
+                .send(index, handler.get(), value, queue_if_full)?
+            {
+                Sent::Done => {
+                    self.inner.messages_sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Sent::Full => {
+                    if self.is_failed(to) {
+                        return Err(Error::PlaceFailed(to));
+                    }
+                    self.idle_step(waited.get_or_insert_with(Instant::now))?;
+                }
+            }
+        }
+    }
+
+    /// Delivers the messages that have arrived, running their handlers on this thread.
+    /// Returns how many were delivered.
+    ///
+    /// A message that is malformed, names an unregistered handler, claims an impossible
+    /// sender, or fails its handler's validation is discarded and reported as the error; call
+    /// again to go on (nothing else is lost).
+    pub fn progress(&self) -> Result<usize> {
+        let inner = &*self.inner;
+        let delivered = inner.provider.progress(&mut |from, handler, bytes| {
+            let Some(run) = inner.handlers.get(handler) else {
+                return Err(Error::UnknownHandler {
+                    from,
+                    here: inner.here,
+                    handler,
+                });
+            };
+            let _scope = HandlerScope::enter();
+            let result = run(self, Message::new(from, handler, bytes));
+            inner.messages_delivered.fetch_add(1, Ordering::Relaxed);
+            result
+        })?;
+        Ok(delivered)
+    }
+
+    /// Drives progress until `done()` holds: spins for `ATOLL_SPIN_US`, then yields, then
+    /// sleeps until a sender rings this place's doorbell (or a millisecond passes).
+    ///
+    /// Returns the first error [`Comm::progress`] reports (the condition may not hold then).
+    pub fn wait_until(&self, mut done: impl FnMut() -> bool) -> Result<()> {
+        let mut idle: Option<Instant> = None;
+        let mut yields = 0;
+        loop {
+            if done() {
+                return Ok(());
+            }
+            if self.progress()? > 0 {
+                idle = None;
+                yields = 0;
+                continue;
+            }
+            let since = *idle.get_or_insert_with(Instant::now);
+            if since.elapsed() < self.inner.spin {
+                std::hint::spin_loop();
+            } else if yields < IDLE_YIELDS {
+                yields += 1;
+                std::thread::yield_now();
+            } else {
+                self.inner.provider.park(PARK_TIMEOUT);
+            }
+        }
+    }
+
+    /// Waits until every message this place has sent has been taken by its receiver (queued
+    /// ones and rendezvous payloads included), driving progress meanwhile.
+    pub fn flush(&self) -> Result<()> {
+        self.wait_until(|| self.inner.provider.is_quiescent())
+    }
+
+    /// Messages this place has sent, and messages it has delivered to handlers, so far.
+    pub fn message_counts(&self) -> (u64, u64) {
+        (
+            self.inner.messages_sent.load(Ordering::Relaxed),
+            self.inner.messages_delivered.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Allocates `len` bytes of registered memory at this place, zero-filled.
+    pub fn alloc_region(&self, len: usize) -> Result<Region> {
+        self.inner.provider.alloc_region(len)
+    }
+
+    /// Writes `data` into the region of `key` at `offset`. `data` is free again when this
+    /// returns; the future completes when the bytes are in place at the target.
+    pub fn put(&self, key: &RemoteKey, offset: usize, data: &[u8]) -> RmaFuture<()> {
+        RmaFuture::ready(
+            self.live(key)
+                .and_then(|()| self.inner.provider.put(key, offset, data)),
+        )
+    }
+
+    /// Reads `len` bytes at `offset` of the region of `key`.
+    pub fn get(&self, key: &RemoteKey, offset: usize, len: usize) -> RmaFuture<Vec<u8>> {
+        let result = self.live(key).and_then(|()| {
+            let mut bytes = vec![0u8; len];
+            self.inner.provider.get(key, offset, &mut bytes)?;
+            Ok(bytes)
+        });
+        RmaFuture::ready(result)
+    }
+
+    /// Reads `dst.len()` bytes at `offset` of the region of `key` into `dst`.
+    pub fn get_into(&self, key: &RemoteKey, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.live(key)?;
+        self.inner.provider.get(key, offset, dst)
+    }
+
+    /// Atomically adds `value` to the `u64` at `offset` (8-aligned) of `key`'s region; yields
+    /// the previous value.
+    pub fn fetch_add(&self, key: &RemoteKey, offset: usize, value: u64) -> RmaFuture<u64> {
+        RmaFuture::ready(
+            self.live(key)
+                .and_then(|()| self.inner.provider.fetch_add(key, offset, value)),
+        )
+    }
+
+    /// Atomically replaces the `u64` at `offset` (8-aligned) of `key`'s region with `new` if it
+    /// equals `expected`; yields the previous value (equal to `expected` on success).
+    pub fn compare_swap(
+        &self,
+        key: &RemoteKey,
+        offset: usize,
+        expected: u64,
+        new: u64,
+    ) -> RmaFuture<u64> {
+        RmaFuture::ready(
+            self.live(key)
+                .and_then(|()| self.inner.provider.compare_swap(key, offset, expected, new)),
+        )
+    }
+
+    /// Every place contributes `blob`; every place gets all blobs, indexed by place. Collective
+    /// and slow (it goes through the launcher): meant for start-up exchanges such as remote
+    /// keys, not for data.
+    pub fn bootstrap_allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.inner.bootstrap.allgather(blob)
+    }
+
+    /// Every place contributes the key of one of its regions; every place gets all keys,
+    /// indexed by place. Collective, through the bootstrap: the start-up exchange of
+    /// `MPI_Win_create` or a GASNet segment attach.
+    pub fn allgather_keys(&self, key: RemoteKey) -> Result<Vec<RemoteKey>> {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&key)
+            .map_err(|source| Error::Serialize { source })?;
+        let blobs = self.inner.bootstrap.allgather(&bytes)?;
+        blobs
+            .iter()
+            .enumerate()
+            .map(|(place, blob)| {
+                let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(blob.len());
+                aligned.extend_from_slice(blob);
+                rkyv::from_bytes::<RemoteKey, rkyv::rancor::Error>(&aligned).map_err(|source| {
+                    Error::InvalidPayload {
+                        from: Place::new(place),
+                        handler: 0,
+                        source,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Returns when every place has called it. Collective, through the bootstrap: meant for
+    /// start-up and tests; the collectives crate has the fast barrier.
+    pub fn bootstrap_barrier(&self) -> Result<()> {
+        self.inner.bootstrap.barrier()
+    }
+
+    /// Places known to have died.
+    pub fn failed_places(&self) -> Vec<Place> {
+        self.inner.bootstrap.failed_places()
+    }
+
+    /// Whether `place` is known to have died.
+    pub fn is_failed(&self, place: Place) -> bool {
+        self.failed_places().contains(&place)
+    }
+
+    /// Writes a record into `to`'s inbox exactly as given, valid or not: what a broken or
+    /// hostile peer could send. For testing that receivers reject bad input; never needed
+    /// otherwise.
+    pub fn inject_raw(&self, to: Place, record: RawRecord<'_>) -> Result<()> {
+        let index = self.check_place(to)?;
+        let mut waited: Option<Instant> = None;
+        while self.inner.provider.inject(
+            index,
+            record.kind,
+            record.src,
+            record.handler,
+            record.payload,
+        )? == Sent::Full
+        {
+            self.idle_step(waited.get_or_insert_with(Instant::now))?;
+        }
+        Ok(())
+    }
+
+    fn check_place(&self, place: Place) -> Result<usize> {
+        if place.index() < self.inner.places {
+            Ok(place.index())
+        } else {
+            Err(Error::NoSuchPlace {
+                place,
+                places: self.inner.places,
+            })
+        }
+    }
+
+    fn live(&self, key: &RemoteKey) -> Result<()> {
+        self.check_place(key.place())?;
+        if self.is_failed(key.place()) {
+            return Err(Error::PlaceFailed(key.place()));
+        }
+        Ok(())
+    }
+
+    /// One step of waiting for room: progress, then spin, yield or sleep briefly.
+    fn idle_step(&self, since: &Instant) -> Result<()> {
+        if self.progress()? > 0 {
+            return Ok(());
+        }
+        if since.elapsed() < self.inner.spin {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Allocation of registered memory: one contiguous area per place (the shm segment's heap, or
+//! a region mapped by a network provider), carved into regions and rendezvous buffers.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use range_alloc::RangeAllocator;
+
+/// Every allocation starts and ends on this boundary (a cache line), so that regions never
+/// share a line and rkyv archives in them are aligned.
+pub(crate) const HEAP_ALIGN: usize = 64;
+
+/// Offsets of free and used ranges of a registered area of `bytes` bytes.
+#[derive(Debug)]
+pub(crate) struct HeapAllocator {
+    ranges: Mutex<RangeAllocator<usize>>,
+    bytes: usize,
+}
+
+impl HeapAllocator {
+    pub(crate) fn new(bytes: usize) -> HeapAllocator {
+        HeapAllocator {
+            ranges: Mutex::new(RangeAllocator::new(0..bytes)),
+            bytes,
+        }
+    }
+
+    /// The area's size.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A range of at least `len` bytes (rounded up to [`HEAP_ALIGN`]), or the bytes still
+    /// free when there is no such range.
+    pub(crate) fn alloc(&self, len: usize) -> Result<Range<usize>, usize> {
+        let rounded = len.max(1).next_multiple_of(HEAP_ALIGN);
+        let mut ranges = self.lock();
+        ranges
+            .allocate_range(rounded)
+            .map_err(|_| ranges.total_available())
+    }
+
+    /// Returns a range obtained from [`HeapAllocator::alloc`].
+    pub(crate) fn free(&self, range: Range<usize>) {
+        self.lock().free_range(range);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RangeAllocator<usize>> {
+        // A panic while holding this lock cannot leave the allocator half-updated in a way
+        // that matters more than losing the job: keep going with the inner value.
+        self.ranges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

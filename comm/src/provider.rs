@@ -1,0 +1,120 @@
+//! The closed set of transports, dispatched by `match` (no trait objects on the data path).
+//! UCX and libfabric join as variants behind their cargo features.
+
+use std::time::Duration;
+
+use crate::bootstrap::Bootstrap;
+use crate::config::{Config, ProviderKind};
+use crate::payload::Payload;
+use crate::rma::{Region, RemoteKey};
+use crate::shm::{Sent, ShmProvider};
+use crate::{Error, Place, Result};
+
+#[derive(Debug)]
+pub(crate) enum Provider {
+    Shm(ShmProvider),
+}
+
+impl Provider {
+    pub(crate) fn new(bootstrap: &Bootstrap, config: &Config) -> Result<Provider> {
+        match config.provider {
+            ProviderKind::Shm => Ok(Provider::Shm(ShmProvider::new(bootstrap, config)?)),
+            ProviderKind::Ucx => Err(Error::ProviderNotCompiled {
+                provider: "ucx",
+                feature: "ucx",
+            }),
+            ProviderKind::Ofi => Err(Error::ProviderNotCompiled {
+                provider: "ofi",
+                feature: "ofi",
+            }),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Provider::Shm(_) => "shm",
+        }
+    }
+
+    pub(crate) fn send<T: Payload>(
+        &self,
+        to: usize,
+        handler: u16,
+        value: &T,
+        queue_if_full: bool,
+    ) -> Result<Sent> {
+        match self {
+            Provider::Shm(shm) => shm.send(to, handler, value, queue_if_full),
+        }
+    }
+
+    pub(crate) fn inject(
+        &self,
+        to: usize,
+        kind: u8,
+        src: u32,
+        handler: u16,
+        payload: &[u8],
+    ) -> Result<Sent> {
+        match self {
+            Provider::Shm(shm) => shm.inject(to, kind, src, handler, payload),
+        }
+    }
+
+    pub(crate) fn progress(
+        &self,
+        deliver: &mut dyn FnMut(Place, u16, &[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        match self {
+            Provider::Shm(shm) => shm.progress(deliver),
+        }
+    }
+
+    pub(crate) fn is_quiescent(&self) -> bool {
+        match self {
+            Provider::Shm(shm) => shm.is_quiescent(),
+        }
+    }
+
+    pub(crate) fn park(&self, timeout: Duration) {
+        match self {
+            Provider::Shm(shm) => shm.park(timeout),
+        }
+    }
+
+    pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
+        match self {
+            Provider::Shm(shm) => shm.alloc_region(len),
+        }
+    }
+
+    pub(crate) fn put(&self, key: &RemoteKey, offset: usize, data: &[u8]) -> Result<()> {
+        match self {
+            Provider::Shm(shm) => shm.put(key, offset, data),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &RemoteKey, offset: usize, dst: &mut [u8]) -> Result<()> {
+        match self {
+            Provider::Shm(shm) => shm.get(key, offset, dst),
+        }
+    }
+
+    pub(crate) fn fetch_add(&self, key: &RemoteKey, offset: usize, value: u64) -> Result<u64> {
+        match self {
+            Provider::Shm(shm) => shm.fetch_add(key, offset, value),
+        }
+    }
+
+    pub(crate) fn compare_swap(
+        &self,
+        key: &RemoteKey,
+        offset: usize,
+        expected: u64,
+        new: u64,
+    ) -> Result<u64> {
+        match self {
+            Provider::Shm(shm) => shm.compare_swap(key, offset, expected, new),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Shared by the real-process tests: run this test binary as a job through the local
+//! launcher, bounded in time, with its output captured.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+/// What a finished job left behind.
+#[derive(Debug)]
+pub struct JobOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl JobOutput {
+    /// A description for a failed assertion.
+    pub fn describe(&self) -> String {
+        format!(
+            "exit status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs this test binary with `env` (it becomes the local launcher of `places` places), killing
+/// it after `timeout`.
+pub fn run_job(
+    places: usize,
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<JobOutput, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .env("ATOLL_PLACES", places.to_string())
+        .env_remove("ATOLL_RANK")
+        .env_remove("ATOLL_CHAOS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let mut stdout_pipe = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut stderr_pipe = child.stderr.take().ok_or("no stderr pipe")?;
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = match child
+        .wait_timeout(timeout)
+        .map_err(|e| format!("wait: {e}"))?
+    {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = out_reader.join().unwrap_or_default();
+            let stderr = err_reader.join().unwrap_or_default();
+            return Err(format!(
+                "job did not finish within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+            ));
+        }
+    };
+    Ok(JobOutput {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
