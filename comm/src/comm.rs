@@ -169,6 +169,13 @@ impl Comm {
         &self.inner.config
     }
 
+    /// The job's id (letters, digits and `-`): the same at every place, different for every
+    /// job; it names the job's shared-memory segments (`/dev/shm/atoll-<id>-*`, which the local
+    /// launcher removes after a crash).
+    pub fn job_id(&self) -> &str {
+        self.inner.bootstrap.job_id()
+    }
+
     /// The name of the transport in use (`shm`, `ucx`, `ofi`).
     pub fn provider_name(&self) -> &'static str {
         self.inner.provider.name()

@@ -1,0 +1,151 @@
+//! The floor: what the hardware itself costs between the two places of a run, measured in the
+//! same run as the figure it is printed beside.
+//!
+//! - [`FloorProbe::round_trip_ns`]: a cache-line ping-pong between the two processes over a
+//!   shared mapping (the least any message round trip between them can cost). This machine
+//!   flips between a ~50 ns and a ~400 ns state over seconds to minutes, so every latency is
+//!   printed with a probe taken just before and just after it.
+//! - [`memcpy_gbps`]: single-threaded `memcpy` bandwidth, the floor of a shared-memory put.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use atoll_comm::Comm;
+
+use crate::stats::median;
+
+const LINE: usize = 64;
+
+/// A cache line shared by places 0 and 1 of the job, in a POSIX shared-memory object named
+/// after the job (so the launcher removes it if the run crashes).
+///
+/// Invariant: `line` points to a live shared mapping of `LINE` bytes, 64-aligned, accessed
+/// only atomically, and unmapped in `Drop`.
+#[derive(Debug)]
+pub struct FloorProbe {
+    line: *mut u8,
+    here: usize,
+}
+
+impl FloorProbe {
+    /// Collective over places 0 and 1 (others just take part in the barriers): maps the shared
+    /// line. Needs at least 2 places.
+    pub fn open(comm: &Comm) -> Result<FloorProbe, String> {
+        let name = format!("/atoll-{}-floor", comm.job_id());
+        let c_name = CString::new(name.clone()).map_err(|e| e.to_string())?;
+        let here = comm.here().index();
+        if here == 0 {
+            // SAFETY: valid NUL-terminated name; plain flags.
+            let fd = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600) };
+            if fd < 0 {
+                return Err(format!("shm_open {name}: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: `fd` is open; sizes the object to one line.
+            let rc = unsafe { libc::ftruncate(fd, LINE as libc::off_t) };
+            // SAFETY: closes the descriptor opened above, once.
+            unsafe { libc::close(fd) };
+            if rc != 0 {
+                return Err(format!("ftruncate {name}: {}", std::io::Error::last_os_error()));
+            }
+        }
+        comm.bootstrap_barrier().map_err(|e| e.to_string())?;
+        let line = map(&c_name, &name)?;
+        comm.bootstrap_barrier().map_err(|e| e.to_string())?;
+        if here == 0 {
+            // SAFETY: valid NUL-terminated name; both places have mapped it by now.
+            unsafe { libc::shm_unlink(c_name.as_ptr()) };
+        }
+        Ok(FloorProbe { line, here })
+    }
+
+    fn word(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is live, 64-aligned and only accessed atomically (invariant).
+        unsafe { AtomicU64::from_ptr(self.line.cast()) }
+    }
+
+    /// Collective over places 0 and 1: `round_trips` ping-pongs of the shared line, in
+    /// batches; returns the median round trip in ns at place 0 (0.0 elsewhere). Other places
+    /// return at once.
+    pub fn round_trip_ns(&self, round_trips: u64) -> f64 {
+        const BATCH: u64 = 1000;
+        let word = self.word();
+        let batches = round_trips.div_ceil(BATCH);
+        match self.here {
+            0 => {
+                let mut samples = Vec::with_capacity(batches as usize);
+                let mut value = word.load(Ordering::Acquire);
+                for _ in 0..batches {
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        value += 1;
+                        word.store(value, Ordering::Release);
+                        value += 1;
+                        while word.load(Ordering::Acquire) != value {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+                }
+                median(&mut samples)
+            }
+            1 => {
+                let mut value = word.load(Ordering::Acquire);
+                for _ in 0..batches * BATCH {
+                    value += 1;
+                    while word.load(Ordering::Acquire) != value {
+                        std::hint::spin_loop();
+                    }
+                    value += 1;
+                    word.store(value, Ordering::Release);
+                }
+                0.0
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+impl Drop for FloorProbe {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping this probe owns (invariant); nothing uses it afterwards.
+        unsafe { libc::munmap(self.line.cast(), LINE) };
+    }
+}
+
+fn map(c_name: &CString, name: &str) -> Result<*mut u8, String> {
+    // SAFETY: valid NUL-terminated name.
+    let fd = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0o600) };
+    if fd < 0 {
+        return Err(format!("shm_open {name}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh shared mapping of one line of an open object; aliases no Rust memory.
+    let ptr = unsafe {
+        libc::mmap(std::ptr::null_mut(), LINE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+    };
+    // SAFETY: closes the descriptor opened above, once; the mapping stays valid.
+    unsafe { libc::close(fd) };
+    if ptr == libc::MAP_FAILED {
+        return Err(format!("mmap {name}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(ptr.cast())
+}
+
+/// Median single-threaded `memcpy` bandwidth (bytes/s) for blocks of `len` bytes, copying
+/// about `total` bytes per sample.
+pub fn memcpy_gbps(len: usize, total: usize, samples: usize) -> f64 {
+    let src = vec![0x5Au8; len];
+    let mut dst = vec![0u8; len];
+    let reps = (total / len).max(1);
+    let mut rates: Vec<f64> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..reps {
+                dst.copy_from_slice(std::hint::black_box(&src));
+                std::hint::black_box(&mut dst);
+            }
+            (len * reps) as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(&mut rates)
+}

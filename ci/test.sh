@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every check and test of the workspace.
+# This is the README's test command; .ci/run and ci/docker/Dockerfile call it unchanged.
+#
+# One build profile (--release) serves tests, examples and benchmarks: the workspace is
+# compiled once. Tests that start processes bound their count and time and clean up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+section() { printf '\n=== %s\n' "$*"; }
+
+install_packages() {
+    # Debian packages the build and the tests use. Skipped when they are all present.
+    local packages=(build-essential pkg-config)
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        echo "missing Debian packages: ${missing[*]} (install them, or run this script as root)" >&2
+        exit 1
+    fi
+    section "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+shm_leftovers() { ls /dev/shm 2>/dev/null | grep '^atoll-' | sort || true; }
+
+install_packages
+shm_before="$(shm_leftovers)"
+
+section "rustfmt"
+cargo fmt --all --check
+
+section "clippy (-D warnings)"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+section "build (release: tests, examples, benches)"
+cargo build --workspace --all-targets --release
+
+section "example: pingpong (2 places, default provider)"
+out="$(timeout -s KILL 120 cargo run --release --example pingpong 2>&1)"
+echo "$out"
+grep -q '^\[place 1\] hello from place 1 of 2' <<<"$out"
+grep -q '^\[place 0\] place 0 done' <<<"$out"
+
+section "tests (unit, doc, conformance at 2/3/8 places with and without chaos, launch, benches as smoke runs)"
+timeout -s KILL 2400 cargo test --workspace --release --all-targets
+timeout -s KILL 600 cargo test --workspace --release --doc
+
+shm_after="$(shm_leftovers)"
+if [ "$shm_after" != "$shm_before" ]; then
+    echo "tests left shared-memory segments behind:" >&2
+    comm -13 <(echo "$shm_before") <(echo "$shm_after") >&2
+    exit 1
+fi
+section "all checks passed"
