@@ -342,7 +342,7 @@ impl Comm {
     /// indexed by place. Collective, through the bootstrap: the start-up exchange of
     /// `MPI_Win_create` or a GASNet segment attach.
     pub fn allgather_keys(&self, key: RemoteKey) -> Result<Vec<RemoteKey>> {
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&key)
+        let bytes = rkyv::to_bytes::<rkyv::rancor::BoxedError>(&key)
             .map_err(|source| Error::Serialize { source })?;
         let blobs = self.inner.bootstrap.allgather(&bytes)?;
         blobs
@@ -351,7 +351,7 @@ impl Comm {
             .map(|(place, blob)| {
                 let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(blob.len());
                 aligned.extend_from_slice(blob);
-                rkyv::from_bytes::<RemoteKey, rkyv::rancor::Error>(&aligned).map_err(|source| {
+                rkyv::from_bytes::<RemoteKey, rkyv::rancor::BoxedError>(&aligned).map_err(|source| {
                     Error::InvalidPayload {
                         from: Place::new(place),
                         handler: 0,

@@ -117,7 +117,7 @@ pub enum Error {
         handler: u16,
         /// Why rkyv/bytecheck rejected it.
         #[source]
-        source: rkyv::rancor::Error,
+        source: rkyv::rancor::BoxedError,
     },
 
     /// A handler reported a failure of its own.
@@ -136,7 +136,7 @@ pub enum Error {
     Serialize {
         /// rkyv's error.
         #[source]
-        source: rkyv::rancor::Error,
+        source: rkyv::rancor::BoxedError,
     },
 
     /// A payload is larger than any buffer Atoll can give it.

@@ -20,7 +20,7 @@ use crate::heap::HeapAllocator;
 use crate::{Error, Place, Result};
 
 /// The rkyv serializer Atoll serializes payloads with.
-pub type PayloadSerializer<'a> = HighSerializer<MessageWriter, ArenaHandle<'a>, rancor::Error>;
+pub type PayloadSerializer<'a> = HighSerializer<MessageWriter, ArenaHandle<'a>, rancor::BoxedError>;
 
 /// A value that can be sent to another place: any type that derives `rkyv::Archive` and
 /// `rkyv::Serialize` (and the standard types rkyv supports: integers, `String`, `Vec`, tuples,
@@ -30,9 +30,9 @@ pub trait Payload: for<'a> rkyv::Serialize<PayloadSerializer<'a>> {}
 impl<T: ?Sized + for<'a> rkyv::Serialize<PayloadSerializer<'a>>> Payload for T {}
 
 /// An archived payload that can be validated in place.
-pub trait CheckedArchive: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>> {}
+pub trait CheckedArchive: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>> {}
 
-impl<T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>> CheckedArchive for T {}
+impl<T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>> CheckedArchive for T {}
 
 /// Bytes before the payload in a rendezvous buffer: a completion flag the receiver sets once it
 /// has pulled the payload.
@@ -109,14 +109,14 @@ impl WriteTarget {
     }
 
     /// Moves the bytes written so far into a heap buffer with room for `needed` bytes.
-    fn grow(&mut self, needed: usize) -> Result<(), rancor::Error> {
+    fn grow(&mut self, needed: usize) -> Result<(), rancor::BoxedError> {
         let (old, old_capacity) = self.current();
         let capacity = needed.max(old_capacity.saturating_mul(2)).max(64 * 1024);
         let range = match self.heap().alloc(capacity + RENDEZVOUS_HEADER) {
             Ok(range) => range,
             Err(available) => {
                 self.exhausted = Some((capacity + RENDEZVOUS_HEADER, available));
-                return Err(<rancor::Error as rancor::Source>::new(
+                return Err(<rancor::BoxedError as rancor::Source>::new(
                     Error::PayloadTooLarge {
                         len: needed,
                         limit: available,
@@ -137,7 +137,7 @@ impl WriteTarget {
         Ok(())
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), rancor::Error> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), rancor::BoxedError> {
         let end = self.pos + bytes.len();
         if end > self.current().1 {
             self.grow(end)?;
@@ -182,8 +182,8 @@ impl Positional for MessageWriter {
     }
 }
 
-impl Writer<rancor::Error> for MessageWriter {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), rancor::Error> {
+impl Writer<rancor::BoxedError> for MessageWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), rancor::BoxedError> {
         // SAFETY: as in `target`; `&mut self` makes this the only access.
         unsafe { self.target.as_mut() }.write(bytes)
     }
@@ -193,11 +193,11 @@ impl Writer<rancor::Error> for MessageWriter {
 pub(crate) fn serialize_into<T: Payload>(
     value: &T,
     target: &mut WriteTarget,
-) -> Result<(), rancor::Error> {
+) -> Result<(), rancor::BoxedError> {
     let writer = MessageWriter {
         target: NonNull::from(target),
     };
-    rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, writer).map(|_| ())
+    rkyv::api::high::to_bytes_in::<_, rancor::BoxedError>(value, writer).map(|_| ())
 }
 
 /// A message as its handler sees it: the sender and the payload's bytes, in place and aligned.
@@ -240,7 +240,7 @@ impl<'a> Message<'a> {
     where
         T::Archived: CheckedArchive,
     {
-        rkyv::access::<T::Archived, rancor::Error>(self.bytes).map_err(|source| {
+        rkyv::access::<T::Archived, rancor::BoxedError>(self.bytes).map_err(|source| {
             Error::InvalidPayload {
                 from: self.from,
                 handler: self.handler,
@@ -252,10 +252,10 @@ impl<'a> Message<'a> {
     /// The payload validated and deserialized into a `T`.
     pub fn deserialize<T: Archive>(&self) -> Result<T>
     where
-        T::Archived: CheckedArchive + Deserialize<T, HighDeserializer<rancor::Error>>,
+        T::Archived: CheckedArchive + Deserialize<T, HighDeserializer<rancor::BoxedError>>,
     {
         let archived = self.access::<T>()?;
-        rkyv::deserialize::<T, rancor::Error>(archived).map_err(|source| Error::InvalidPayload {
+        rkyv::deserialize::<T, rancor::BoxedError>(archived).map_err(|source| Error::InvalidPayload {
             from: self.from,
             handler: self.handler,
             source,
