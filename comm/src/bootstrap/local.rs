@@ -346,3 +346,21 @@ fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LocalBootstrap>();
+    }
+
+    #[test]
+    fn not_under_a_launcher_is_none() {
+        if std::env::var_os(RANK).is_none() {
+            assert!(LocalBootstrap::from_env().unwrap().is_none());
+        }
+    }
+}

@@ -58,6 +58,8 @@ pub(super) struct Job {
     /// Until every running place has joined the bootstrap.
     connect_deadline: Option<Instant>,
     ending: Option<Ending>,
+    /// The launcher got SIGINT, SIGTERM or SIGHUP (a second one kills at once).
+    interrupted: bool,
     /// The job's exit status, set by its first failure.
     status: Option<i32>,
 }
@@ -121,6 +123,7 @@ impl Job {
             signals,
             connect_deadline: Some(Instant::now() + Duration::from_secs(config.connect_timeout_s)),
             ending: None,
+            interrupted: false,
             status: None,
         })
     }
@@ -211,7 +214,7 @@ impl Job {
     fn on_signals(&mut self) {
         let signals: Vec<libc::c_int> = self.signals.pending().collect();
         for signal in signals.into_iter().filter(|&s| s != libc::SIGCHLD) {
-            if self.ending.is_some() {
+            if self.interrupted {
                 report(format_args!(
                     "received signal {} again: killing every place",
                     Signal(signal)
@@ -222,6 +225,7 @@ impl Job {
                     "received signal {}: ending every place",
                     Signal(signal)
                 ));
+                self.interrupted = true;
                 self.fail(128 + signal);
                 self.end_job();
             }
@@ -231,11 +235,7 @@ impl Job {
     fn on_notice(&mut self, notice: Notice) {
         match notice {
             Notice::WrongBinary { rank } => {
-                report(format_args!(
-                    "place {rank} runs a different binary; ending the job"
-                ));
-                self.fail(LAUNCHER_FAILURE);
-                self.end_job();
+                report(format_args!("place {rank} runs a different binary"))
             }
             Notice::Dropped { reason } => report(format_args!(
                 "warning: dropped a bootstrap connection: {reason}"

@@ -29,7 +29,8 @@ const MAX_UNAUTHENTICATED: usize = 64;
 /// Something the launcher must report or act on.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Notice {
-    /// A place presented the job's secret but runs a different binary; it was refused.
+    /// A process presented the job's secret but runs a different binary; it was refused (and
+    /// its `join` fails with that reason, which normally ends the place and so the job).
     WrongBinary { rank: usize },
     /// A connection was dropped: wrong secret, malformed frames, a duplicate rank.
     Dropped { reason: String },
@@ -241,11 +242,10 @@ impl Server {
         }
         let rank = hello.rank as usize;
         let size = self.joined.len();
+        // The build id before duplicates: a stray process of another binary that inherited a
+        // place's environment is reported as what it is.
         let refusal = if rank >= size {
             let reason = format!("rank {rank} is out of range for a job of {size} places");
-            Some((reason.clone(), Notice::Dropped { reason }))
-        } else if self.joined[rank] || self.gone[rank] {
-            let reason = format!("place {rank} has already joined this job");
             Some((reason.clone(), Notice::Dropped { reason }))
         } else if hello.build_id != self.build_id {
             let reason = format!(
@@ -254,6 +254,9 @@ impl Server {
                 hello.build_id, self.build_id
             );
             Some((reason, Notice::WrongBinary { rank }))
+        } else if self.joined[rank] || self.gone[rank] {
+            let reason = format!("place {rank} has already joined this job");
+            Some((reason.clone(), Notice::Dropped { reason }))
         } else {
             None
         };
