@@ -136,7 +136,10 @@ impl LocalBootstrap {
     }
 
     /// Contributes `blob` (at most 16 MiB) and returns every place's, indexed by rank.
-    /// Fails with [`Error::PlaceFailed`] when a place that has not contributed is gone.
+    ///
+    /// Fails with [`Error::PlaceFailed`] when a place that has not contributed can no longer
+    /// do so: it died, or it left the job (exited, or dropped its bootstrap) before this
+    /// collective. A place that died is named in preference to one that left.
     pub(crate) fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
         if blob.len() > MAX_BLOB {
             return Err(Error::PayloadTooLarge {

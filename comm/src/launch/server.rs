@@ -52,6 +52,8 @@ pub(crate) struct Server {
     joined: Vec<bool>,
     /// Per rank: it can no longer contribute (its connection closed, or it was reaped).
     gone: Vec<bool>,
+    /// Per rank: it died abnormally (a subset of `gone` once reaped).
+    died: Vec<bool>,
     /// The current round: each rank's encoded `Blob` frame, once it has contributed.
     round: Vec<Option<Arc<[u8]>>>,
     contributed: usize,
@@ -94,6 +96,7 @@ impl Server {
             conns: Vec::new(),
             joined: vec![false; size],
             gone: vec![false; size],
+            died: vec![false; size],
             round: vec![None; size],
             contributed: 0,
             notices: Vec::new(),
@@ -216,6 +219,7 @@ impl Server {
                 conn.outbox.push_back(Arc::clone(&frame));
             }
         }
+        self.died[rank] = true;
         self.place_gone(rank);
     }
 
@@ -288,9 +292,10 @@ impl Server {
                 format!("place {rank} contributed twice to one all-gather"),
             );
         }
-        if let Some(absent) =
-            (0..self.round.len()).find(|&r| self.gone[r] && self.round[r].is_none())
-        {
+        // Blame a place that died rather than one that merely left: the death is the cause.
+        let absent = |r: &usize| self.gone[*r] && self.round[*r].is_none();
+        let dead = (0..self.round.len()).filter(absent).find(|&r| self.died[r]);
+        if let Some(absent) = dead.or_else(|| (0..self.round.len()).find(absent)) {
             let frame = ToPlace::RoundFailed {
                 rank: absent as u32,
             }
