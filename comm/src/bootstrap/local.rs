@@ -85,7 +85,7 @@ impl LocalBootstrap {
         }
         let socket = config::var(LAUNCHER_SOCKET).ok_or_else(|| missing(LAUNCHER_SOCKET))?;
         let secret = config::var(JOB_SECRET).ok_or_else(|| missing(JOB_SECRET))?;
-        let secret = JobSecret::from_hex(&secret).ok_or(Error::Config {
+        let secret = JobSecret::from_hex(&secret).ok_or_else(|| Error::Config {
             var: JOB_SECRET,
             value: "(not shown)".into(),
             expected: "32 hexadecimal digits",
