@@ -85,7 +85,7 @@ impl LocalBootstrap {
         }
         let socket = config::var(LAUNCHER_SOCKET).ok_or_else(|| missing(LAUNCHER_SOCKET))?;
         let secret = config::var(JOB_SECRET).ok_or_else(|| missing(JOB_SECRET))?;
-        let secret = JobSecret::from_hex(&secret).ok_or(Error::Config {
+        let secret = JobSecret::from_hex(&secret).ok_or_else(|| Error::Config {
             var: JOB_SECRET,
             value: "(not shown)".into(),
             expected: "32 hexadecimal digits",
@@ -136,7 +136,10 @@ impl LocalBootstrap {
     }
 
     /// Contributes `blob` (at most 16 MiB) and returns every place's, indexed by rank.
-    /// Fails with [`Error::PlaceFailed`] when a place that has not contributed is gone.
+    ///
+    /// Fails with [`Error::PlaceFailed`] when a place that has not contributed can no longer
+    /// do so: it died, or it left the job (exited, or dropped its bootstrap) before this
+    /// collective. A place that died is named in preference to one that left.
     pub(crate) fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
         if blob.len() > MAX_BLOB {
             return Err(Error::PayloadTooLarge {
@@ -343,6 +346,24 @@ fn receive(
         if rounds.send(end).is_err() {
             // The `LocalBootstrap` is gone: nobody is listening any more.
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LocalBootstrap>();
+    }
+
+    #[test]
+    fn not_under_a_launcher_is_none() {
+        if std::env::var_os(RANK).is_none() {
+            assert!(LocalBootstrap::from_env().unwrap().is_none());
         }
     }
 }

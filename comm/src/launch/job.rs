@@ -58,6 +58,11 @@ pub(super) struct Job {
     /// Until every running place has joined the bootstrap.
     connect_deadline: Option<Instant>,
     ending: Option<Ending>,
+    /// A place may have exited: set by SIGCHLD (and at start, for places that ended before
+    /// the handler was installed).
+    reap_pending: bool,
+    /// The launcher got SIGINT, SIGTERM or SIGHUP (a second one kills at once).
+    interrupted: bool,
     /// The job's exit status, set by its first failure.
     status: Option<i32>,
 }
@@ -121,6 +126,8 @@ impl Job {
             signals,
             connect_deadline: Some(Instant::now() + Duration::from_secs(config.connect_timeout_s)),
             ending: None,
+            reap_pending: true,
+            interrupted: false,
             status: None,
         })
     }
@@ -130,7 +137,9 @@ impl Job {
         let mut set = PollSet::new();
         let mut buf = vec![0; 64 << 10];
         loop {
-            self.reap();
+            if std::mem::take(&mut self.reap_pending) {
+                self.reap();
+            }
             if self.places.iter().all(|p| !p.is_running()) {
                 break;
             }
@@ -158,7 +167,6 @@ impl Job {
             }
             for (token, ready) in set.ready() {
                 match token {
-                    // SIGCHLD needs nothing more: the loop reaps at the top.
                     Token::Signals => self.on_signals(),
                     Token::Listener => self.server.accept(),
                     Token::Conn(id) => self.server.on_ready(id, ready),
@@ -210,8 +218,11 @@ impl Job {
 
     fn on_signals(&mut self) {
         let signals: Vec<libc::c_int> = self.signals.pending().collect();
-        for signal in signals.into_iter().filter(|&s| s != libc::SIGCHLD) {
-            if self.ending.is_some() {
+        for signal in signals {
+            if signal == libc::SIGCHLD {
+                // Reaped at the top of the loop.
+                self.reap_pending = true;
+            } else if self.interrupted {
                 report(format_args!(
                     "received signal {} again: killing every place",
                     Signal(signal)
@@ -222,6 +233,7 @@ impl Job {
                     "received signal {}: ending every place",
                     Signal(signal)
                 ));
+                self.interrupted = true;
                 self.fail(128 + signal);
                 self.end_job();
             }
@@ -231,11 +243,7 @@ impl Job {
     fn on_notice(&mut self, notice: Notice) {
         match notice {
             Notice::WrongBinary { rank } => {
-                report(format_args!(
-                    "place {rank} runs a different binary; ending the job"
-                ));
-                self.fail(LAUNCHER_FAILURE);
-                self.end_job();
+                report(format_args!("place {rank} runs a different binary"))
             }
             Notice::Dropped { reason } => report(format_args!(
                 "warning: dropped a bootstrap connection: {reason}"

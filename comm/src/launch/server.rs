@@ -29,7 +29,8 @@ const MAX_UNAUTHENTICATED: usize = 64;
 /// Something the launcher must report or act on.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Notice {
-    /// A place presented the job's secret but runs a different binary; it was refused.
+    /// A process presented the job's secret but runs a different binary; it was refused (and
+    /// its `join` fails with that reason, which normally ends the place and so the job).
     WrongBinary { rank: usize },
     /// A connection was dropped: wrong secret, malformed frames, a duplicate rank.
     Dropped { reason: String },
@@ -51,6 +52,8 @@ pub(crate) struct Server {
     joined: Vec<bool>,
     /// Per rank: it can no longer contribute (its connection closed, or it was reaped).
     gone: Vec<bool>,
+    /// Per rank: it died abnormally (a subset of `gone` once reaped).
+    died: Vec<bool>,
     /// The current round: each rank's encoded `Blob` frame, once it has contributed.
     round: Vec<Option<Arc<[u8]>>>,
     contributed: usize,
@@ -93,6 +96,7 @@ impl Server {
             conns: Vec::new(),
             joined: vec![false; size],
             gone: vec![false; size],
+            died: vec![false; size],
             round: vec![None; size],
             contributed: 0,
             notices: Vec::new(),
@@ -186,6 +190,12 @@ impl Server {
                 },
                 Ok(Progress::Pending) => break,
                 Ok(Progress::Closed) => self.close(i),
+                // The peer died or the connection broke: nothing to report here, a place's
+                // death is reported with its exit status.
+                Err(e @ Error::Io { .. }) => {
+                    tracing::debug!("bootstrap connection lost: {e}");
+                    self.close(i);
+                }
                 Err(e) => self.drop_conn(i, e.to_string()),
             }
         }
@@ -209,6 +219,7 @@ impl Server {
                 conn.outbox.push_back(Arc::clone(&frame));
             }
         }
+        self.died[rank] = true;
         self.place_gone(rank);
     }
 
@@ -235,11 +246,10 @@ impl Server {
         }
         let rank = hello.rank as usize;
         let size = self.joined.len();
+        // The build id before duplicates: a stray process of another binary that inherited a
+        // place's environment is reported as what it is.
         let refusal = if rank >= size {
             let reason = format!("rank {rank} is out of range for a job of {size} places");
-            Some((reason.clone(), Notice::Dropped { reason }))
-        } else if self.joined[rank] || self.gone[rank] {
-            let reason = format!("place {rank} has already joined this job");
             Some((reason.clone(), Notice::Dropped { reason }))
         } else if hello.build_id != self.build_id {
             let reason = format!(
@@ -248,6 +258,9 @@ impl Server {
                 hello.build_id, self.build_id
             );
             Some((reason, Notice::WrongBinary { rank }))
+        } else if self.joined[rank] || self.gone[rank] {
+            let reason = format!("place {rank} has already joined this job");
+            Some((reason.clone(), Notice::Dropped { reason }))
         } else {
             None
         };
@@ -279,9 +292,10 @@ impl Server {
                 format!("place {rank} contributed twice to one all-gather"),
             );
         }
-        if let Some(absent) =
-            (0..self.round.len()).find(|&r| self.gone[r] && self.round[r].is_none())
-        {
+        // Blame a place that died rather than one that merely left: the death is the cause.
+        let absent = |r: &usize| self.gone[*r] && self.round[*r].is_none();
+        let dead = (0..self.round.len()).filter(absent).find(|&r| self.died[r]);
+        if let Some(absent) = dead.or_else(|| (0..self.round.len()).find(absent)) {
             let frame = ToPlace::RoundFailed {
                 rank: absent as u32,
             }
@@ -352,5 +366,236 @@ impl Server {
 impl AsFd for Conn {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread::{self, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::launch::ident;
+
+    const BUILD: u64 = 0xb1d;
+
+    fn server(size: usize) -> (Server, JobSecret) {
+        let secret = JobSecret::random().unwrap();
+        let job = ident::new_job_id().unwrap();
+        (
+            Server::bind(&job, size, secret.clone(), BUILD).unwrap(),
+            secret,
+        )
+    }
+
+    /// Drives the server until every client thread has finished (5 s at most).
+    fn serve<T>(server: &mut Server, clients: Vec<JoinHandle<T>>) -> Vec<T> {
+        #[derive(Clone, Copy)]
+        enum Token {
+            Listener,
+            Conn(ConnId),
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut set = PollSet::new();
+        while !clients.iter().all(JoinHandle::is_finished) {
+            assert!(Instant::now() < deadline, "clients did not finish");
+            set.clear();
+            server.register(&mut set, Token::Listener, Token::Conn);
+            set.wait(Some(Duration::from_millis(10))).unwrap();
+            for (token, ready) in set.ready() {
+                match token {
+                    Token::Listener => server.accept(),
+                    Token::Conn(id) => server.on_ready(id, ready),
+                }
+            }
+            server.sweep();
+        }
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    }
+
+    struct Client {
+        stream: UnixStream,
+        frames: FrameReader,
+    }
+
+    impl Client {
+        fn connect(server: &Server) -> Client {
+            let name = server.address().strip_prefix('@').unwrap();
+            let addr = SocketAddr::from_abstract_name(name).unwrap();
+            Client {
+                stream: UnixStream::connect_addr(&addr).unwrap(),
+                frames: FrameReader::new(Sender::Launcher),
+            }
+        }
+
+        fn send(&mut self, frame: &[u8]) {
+            self.stream.write_all(frame).unwrap();
+        }
+
+        fn hello(&mut self, secret: &JobSecret, rank: u32, build_id: u64) {
+            self.send(
+                &Hello {
+                    secret: *secret.as_bytes(),
+                    rank,
+                    build_id,
+                }
+                .encode(),
+            );
+        }
+
+        fn contribute(&mut self, blob: &[u8]) {
+            self.send(&crate::launch::wire::encode(Kind::Contribute, &[blob]));
+        }
+
+        /// The next message, `None` when the server closed the connection.
+        fn next(&mut self) -> Option<ToPlace> {
+            match self.frames.read_from(&mut self.stream).unwrap() {
+                Progress::Frame(frame) => Some(ToPlace::decode(frame).unwrap()),
+                Progress::Closed => None,
+                Progress::Pending => unreachable!("blocking stream"),
+            }
+        }
+    }
+
+    fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+        thread::spawn(f)
+    }
+
+    #[test]
+    fn rounds_complete_and_fail() {
+        let (mut server, secret) = server(3);
+        let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(&server)).collect();
+        let handles = clients
+            .drain(..)
+            .enumerate()
+            .map(|(rank, mut c)| {
+                let secret = secret.clone();
+                spawn(move || {
+                    c.hello(&secret, rank as u32, BUILD);
+                    assert_eq!(c.next(), Some(ToPlace::Welcome { size: 3 }));
+                    c.contribute(&[rank as u8; 3]);
+                    let mut got: Vec<ToPlace> = (0..3).map(|_| c.next().unwrap()).collect();
+                    got.sort_by_key(|m| match m {
+                        ToPlace::Blob { rank, .. } => *rank,
+                        _ => u32::MAX,
+                    });
+                    let want: Vec<ToPlace> = (0..3)
+                        .map(|r| ToPlace::Blob {
+                            rank: r,
+                            blob: vec![r as u8; 3],
+                        })
+                        .collect();
+                    assert_eq!(got, want);
+                    c
+                })
+            })
+            .collect();
+        let mut clients = serve(&mut server, handles);
+
+        // Place 2 leaves; the next round fails for both who contribute, before or after.
+        drop(clients.pop());
+        let mut first = clients.remove(0);
+        let mut second = clients.remove(0);
+        let handle = spawn(move || {
+            first.contribute(b"a");
+            (first.next(), first)
+        });
+        let (answer, _first) = serve(&mut server, vec![handle]).remove(0);
+        assert_eq!(answer, Some(ToPlace::RoundFailed { rank: 2 }));
+        let handle = spawn(move || {
+            second.contribute(b"b");
+            second.next()
+        });
+        assert_eq!(
+            serve(&mut server, vec![handle]),
+            [Some(ToPlace::RoundFailed { rank: 2 })]
+        );
+        assert!(server.take_notices().is_empty());
+    }
+
+    #[test]
+    fn deaths_are_announced_and_fail_the_round() {
+        let (mut server, secret) = server(2);
+        let mut c = Client::connect(&server);
+        let handle = spawn(move || {
+            c.hello(&secret, 0, BUILD);
+            assert_eq!(c.next(), Some(ToPlace::Welcome { size: 2 }));
+            c.contribute(b"x");
+            c
+        });
+        let mut c = serve(&mut server, vec![handle]).remove(0);
+        server.place_died(1);
+        let handle = spawn(move || [c.next(), c.next()]);
+        assert_eq!(
+            serve(&mut server, vec![handle]),
+            [[
+                Some(ToPlace::PlaceDied { rank: 1 }),
+                Some(ToPlace::RoundFailed { rank: 1 })
+            ]]
+        );
+    }
+
+    #[test]
+    fn strangers_are_turned_away() {
+        let (mut server, secret) = server(2);
+        let wrong = JobSecret::random().unwrap();
+        let mut stranger = Client::connect(&server);
+        let mut other_binary = Client::connect(&server);
+        let mut out_of_range = Client::connect(&server);
+        let (first_secret, second_secret) = (secret.clone(), secret.clone());
+        let handles = vec![
+            spawn(move || {
+                stranger.hello(&wrong, 0, BUILD);
+                stranger.next()
+            }),
+            spawn(move || {
+                other_binary.hello(&first_secret, 1, BUILD + 1);
+                other_binary.next()
+            }),
+            spawn(move || {
+                out_of_range.hello(&second_secret, 7, BUILD);
+                out_of_range.next()
+            }),
+        ];
+        let answers = serve(&mut server, handles);
+        assert_eq!(answers[0], None);
+        let Some(ToPlace::Refused { reason }) = &answers[1] else {
+            panic!("{:?}", answers[1]);
+        };
+        assert!(
+            reason.contains("place 1 runs a different binary"),
+            "{reason}"
+        );
+        let Some(ToPlace::Refused { reason }) = &answers[2] else {
+            panic!("{:?}", answers[2]);
+        };
+        assert!(reason.contains("out of range"), "{reason}");
+
+        let notices = server.take_notices();
+        assert!(
+            notices.contains(&Notice::WrongBinary { rank: 1 }),
+            "{notices:?}"
+        );
+        assert!(notices.iter().any(
+            |n| matches!(n, Notice::Dropped { reason } if reason.contains("wrong job secret"))
+        ));
+        assert!(!server.has_joined(0) && !server.has_joined(1));
+
+        // A duplicate rank, and a frame before Hello.
+        let mut first = Client::connect(&server);
+        let mut second = Client::connect(&server);
+        let mut rude = Client::connect(&server);
+        let handles = vec![spawn(move || {
+            first.hello(&secret, 0, BUILD);
+            assert_eq!(first.next(), Some(ToPlace::Welcome { size: 2 }));
+            second.hello(&secret, 0, BUILD);
+            rude.contribute(b"me first");
+            (second.next(), rude.next(), first)
+        })];
+        let (duplicate, rude, _first) = serve(&mut server, handles).remove(0);
+        assert!(
+            matches!(duplicate, Some(ToPlace::Refused { reason }) if reason.contains("already joined"))
+        );
+        assert_eq!(rude, None);
     }
 }

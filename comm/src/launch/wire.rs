@@ -118,6 +118,8 @@ pub(crate) fn header(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
     header
 }
 
+const TRUNCATED: &str = "the peer closed its connection in the middle of a frame";
+
 /// What one call of [`FrameReader::read_from`] found.
 #[derive(Debug)]
 pub(crate) enum Progress {
@@ -161,7 +163,9 @@ impl FrameReader {
         self.only = kind;
     }
 
-    /// Reads until a frame is complete, the stream would block, or it ends.
+    /// Reads until a frame is complete, the stream would block, or it ends. A connection that
+    /// fails, or ends in the middle of a frame, is an [`Error::Io`]; bytes that break the
+    /// protocol are an [`Error::Bootstrap`].
     pub(crate) fn read_from(&mut self, stream: &mut impl Read) -> Result<Progress> {
         loop {
             if let Some(kind) = self.kind {
@@ -176,16 +180,17 @@ impl FrameReader {
                 None => &mut self.header[self.header_len..],
                 Some(_) => &mut self.payload[self.filled..],
             };
+            let at_boundary = self.header_len == 0;
             let n = match stream.read(buf) {
-                Ok(0) if self.header_len == 0 => return Ok(Progress::Closed),
-                Ok(0) => {
-                    return Err(Error::bootstrap(
-                        "the peer closed its connection in the middle of a frame",
-                    ))
-                }
+                Ok(0) if at_boundary => return Ok(Progress::Closed),
+                Ok(0) => return Err(Error::io(TRUNCATED, io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
+                // A peer that dies with bytes unread in its socket resets the connection.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && at_boundary => {
+                    return Ok(Progress::Closed)
+                }
                 Err(e) => return Err(Error::io("reading from the bootstrap socket", e)),
             };
             match self.kind {
