@@ -28,7 +28,10 @@ fn main() -> atoll::Result<()> {
     let comm = CommBuilder::new()
         .handler(PING, |comm, msg| {
             let ball = msg.deserialize::<Ball>()?;
-            let ball = Ball { hits: ball.hits + 1, cargo: ball.cargo };
+            let ball = Ball {
+                hits: ball.hits + 1,
+                cargo: ball.cargo,
+            };
             comm.send(msg.from(), PONG, &ball)
         })
         .handler(PONG, move |_comm, msg| {
@@ -41,7 +44,12 @@ fn main() -> atoll::Result<()> {
             Ok(())
         })
         .init()?;
-    println!("hello from {} of {} (pid {})", comm.here(), comm.len(), std::process::id());
+    println!(
+        "hello from {} of {} (pid {})",
+        comm.here(),
+        comm.len(),
+        std::process::id()
+    );
     comm.bootstrap_barrier()?;
     if comm.here() == Place::new(0) {
         for peer in comm.places().skip(1) {
@@ -49,7 +57,10 @@ fn main() -> atoll::Result<()> {
                 const ROUNDS: u64 = 1000;
                 let start = Instant::now();
                 for round in 0..ROUNDS {
-                    let ball = Ball { hits: 2 * round, cargo: vec![7; size] };
+                    let ball = Ball {
+                        hits: 2 * round,
+                        cargo: vec![7; size],
+                    };
                     comm.send(peer, PING, &ball)?;
                     comm.wait_until(|| returned.load(Ordering::Acquire) == 2 * round + 1)?;
                 }

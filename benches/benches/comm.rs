@@ -63,7 +63,13 @@ fn run() -> Result<(), String> {
     let err = |e: atoll_comm::Error| e.to_string();
     let here = comm.here().index();
     let probe = FloorProbe::open(&comm)?;
-    let mut table = Table::new(&["benchmark", "Atoll", "floor before", "floor after", "Atoll/floor"]);
+    let mut table = Table::new(&[
+        "benchmark",
+        "Atoll",
+        "floor before",
+        "floor after",
+        "Atoll/floor",
+    ]);
 
     // 8-byte AM round trip: place 0 pings place 1, which answers from its handler.
     for _ in 0..2 {
@@ -75,7 +81,8 @@ fn run() -> Result<(), String> {
             let mut one = || -> Result<(), String> {
                 comm.send(peer, PING, &7u64).map_err(err)?;
                 sent += 1;
-                comm.wait_until(|| counters.pongs.load(Ordering::Acquire) == sent).map_err(err)
+                comm.wait_until(|| counters.pongs.load(Ordering::Acquire) == sent)
+                    .map_err(err)
             };
             for _ in 0..10_000 {
                 one()?;

@@ -36,14 +36,24 @@ impl Table {
         let widths: Vec<usize> = (0..columns).map(width).collect();
         let line = |cells: &[String]| {
             let padded: Vec<String> = (0..columns)
-                .map(|c| format!("{:<w$}", cells.get(c).map_or("", String::as_str), w = widths[c]))
+                .map(|c| {
+                    format!(
+                        "{:<w$}",
+                        cells.get(c).map_or("", String::as_str),
+                        w = widths[c]
+                    )
+                })
                 .collect();
             format!("| {} |", padded.join(" | "))
         };
         let mut out = vec![line(&self.header)];
         out.push(format!(
             "|{}|",
-            widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")
+            widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("|")
         ));
         out.extend(self.rows.iter().map(|r| line(r)));
         out.join("\n")

@@ -351,13 +351,13 @@ impl Comm {
             .map(|(place, blob)| {
                 let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(blob.len());
                 aligned.extend_from_slice(blob);
-                rkyv::from_bytes::<RemoteKey, rkyv::rancor::BoxedError>(&aligned).map_err(|source| {
-                    Error::InvalidPayload {
+                rkyv::from_bytes::<RemoteKey, rkyv::rancor::BoxedError>(&aligned).map_err(
+                    |source| Error::InvalidPayload {
                         from: Place::new(place),
                         handler: 0,
                         source,
-                    }
-                })
+                    },
+                )
             })
             .collect()
     }

@@ -30,7 +30,10 @@ pub trait Payload: for<'a> rkyv::Serialize<PayloadSerializer<'a>> {}
 impl<T: ?Sized + for<'a> rkyv::Serialize<PayloadSerializer<'a>>> Payload for T {}
 
 /// An archived payload that can be validated in place.
-pub trait CheckedArchive: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>> {}
+pub trait CheckedArchive:
+    Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>
+{
+}
 
 impl<T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>> CheckedArchive for T {}
 
@@ -255,10 +258,12 @@ impl<'a> Message<'a> {
         T::Archived: CheckedArchive + Deserialize<T, HighDeserializer<rancor::BoxedError>>,
     {
         let archived = self.access::<T>()?;
-        rkyv::deserialize::<T, rancor::BoxedError>(archived).map_err(|source| Error::InvalidPayload {
-            from: self.from,
-            handler: self.handler,
-            source,
+        rkyv::deserialize::<T, rancor::BoxedError>(archived).map_err(|source| {
+            Error::InvalidPayload {
+                from: self.from,
+                handler: self.handler,
+                source,
+            }
         })
     }
 }

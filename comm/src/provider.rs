@@ -61,9 +61,9 @@ impl Provider {
         }
     }
 
-    pub(crate) fn progress(
+    pub(crate) fn progress<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
         &self,
-        deliver: &mut dyn FnMut(Place, u16, &[u8]) -> Result<()>,
+        deliver: &mut F,
     ) -> Result<usize> {
         match self {
             Provider::Shm(shm) => shm.progress(deliver),

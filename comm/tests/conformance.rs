@@ -453,7 +453,8 @@ fn bad_input(comm: &Comm, state: &State) -> CaseResult {
     let n = comm.len();
     let here = comm.here().index();
     let victim = Place::new((here + 1) % n);
-    let good = rkyv::to_bytes::<rkyv::rancor::BoxedError>(&vec![40u64, 2]).map_err(|e| e.to_string())?;
+    let good =
+        rkyv::to_bytes::<rkyv::rancor::BoxedError>(&vec![40u64, 2]).map_err(|e| e.to_string())?;
     let me = here as u32;
     let records: Vec<(u8, u32, u16, Vec<u8>)> = vec![
         (1, me, VALIDATING.get(), vec![0xAB; 13]), // garbage

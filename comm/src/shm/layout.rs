@@ -62,7 +62,7 @@ impl Layout {
     /// Writes the header of a freshly created (zeroed) segment.
     pub(crate) fn write_header(&self, segment: &Segment) {
         let view = SegmentView::new(segment, *self);
-        // SAFETY (for the three writes): the header page belongs to this layout's segment
+        // SAFETY: (every write below) the header page belongs to this layout's segment
         // (`segment_bytes` covers it), the offsets are aligned for their types, and no other
         // process reads the header before the bootstrap barrier that follows creation.
         unsafe {

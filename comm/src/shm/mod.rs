@@ -25,7 +25,7 @@ pub(crate) mod segment_names;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,9 @@ pub(crate) struct ShmProvider {
     rendezvous_pending: AtomicUsize,
     backlog_pending: AtomicUsize,
     next_ring: AtomicUsize,
+    /// Every place registered for `membarrier`: senders skip the fence of the doorbell
+    /// handshake and sleepers issue the heavy one (see [`doorbell`]).
+    asymmetric_fence: bool,
     /// Keeps every mapping alive while the views above are used (regions hold a clone of
     /// their segment's).
     segments: Vec<Arc<Segment>>,
@@ -118,10 +121,14 @@ impl ShmProvider {
             heap_bytes: config.shm_heap_bytes,
         };
         let name = |rank: usize| segment_names::segment_name(bootstrap.job_id(), &rank.to_string());
+        let registered = doorbell::register_asymmetric_fence();
         let own = Segment::create(&name(here), layout.segment_bytes())?;
         layout.write_header(&own);
-        let created = bootstrap.barrier();
-        let mapped = created.and_then(|()| {
+        // The first exchange doubles as the "all segments created" barrier, and makes the
+        // fence choice job-wide: the asymmetric fence is sound only if every place registered.
+        let created = bootstrap.allgather(&[u8::from(registered)]);
+        let asymmetric_fence = matches!(&created, Ok(flags) if flags.iter().all(|f| f == &[1]));
+        let mapped = created.and_then(|_| {
             let mut segments = Vec::with_capacity(places);
             for rank in 0..places {
                 if rank == here {
@@ -186,6 +193,7 @@ impl ShmProvider {
             rendezvous_pending: AtomicUsize::new(0),
             backlog_pending: AtomicUsize::new(0),
             next_ring: AtomicUsize::new(0),
+            asymmetric_fence,
             segments,
         })
     }
@@ -379,9 +387,12 @@ impl ShmProvider {
     /// Wakes place `to` if it sleeps.
     fn ring_doorbell(&self, to: usize) {
         let view = &self.views[to];
-        // Pairs with the SeqCst increment of `sleepers` in `park`: either the sleeper sees the
-        // record, or this load sees the sleeper.
-        fence(Ordering::SeqCst);
+        // Dekker with `park`: either the sleeper sees the record, or this load sees the sleeper.
+        if self.asymmetric_fence {
+            compiler_fence(Ordering::SeqCst); // the sleeper's membarrier is this side's fence
+        } else {
+            fence(Ordering::SeqCst);
+        }
         if view.sleepers().load(Ordering::Relaxed) > 0 {
             view.doorbell().fetch_add(1, Ordering::SeqCst);
             doorbell::wake_all(view.doorbell());
@@ -437,9 +448,9 @@ impl ShmProvider {
     /// Delivers arrived messages to `deliver` (sender, handler id, payload bytes, aligned).
     /// Returns how many were delivered, or the first error (the message that caused it is
     /// discarded; everything else stays for the next call).
-    pub(crate) fn progress(
+    pub(crate) fn progress<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
         &self,
-        deliver: &mut dyn FnMut(Place, u16, &[u8]) -> Result<()>,
+        deliver: &mut F,
     ) -> Result<usize> {
         self.flush_all_backlogs();
         self.reclaim_rendezvous();
@@ -465,11 +476,11 @@ impl ShmProvider {
         Ok(delivered)
     }
 
-    fn drain_ring(
+    fn drain_ring<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
         &self,
         from: usize,
         state: &mut ConsumerState,
-        deliver: &mut dyn FnMut(Place, u16, &[u8]) -> Result<()>,
+        deliver: &mut F,
     ) -> Result<usize> {
         if let Some(until) = state.held_until {
             if Instant::now() < until {
@@ -587,6 +598,9 @@ impl ShmProvider {
     pub(crate) fn park(&self, timeout: Duration) {
         let own = self.own();
         own.sleepers().fetch_add(1, Ordering::SeqCst);
+        if self.asymmetric_fence {
+            doorbell::heavy_fence();
+        }
         let ticket = own.doorbell().load(Ordering::SeqCst);
         if !self.has_incoming() {
             doorbell::wait(own.doorbell(), ticket, timeout);
