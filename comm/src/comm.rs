@@ -21,7 +21,7 @@ const IDLE_YIELDS: u32 = 64;
 
 /// Creates a [`Comm`]: registers the handlers, then joins the job.
 ///
-/// ```no_run
+/// ```
 /// use atoll_comm::{CommBuilder, HandlerId};
 ///
 /// const PING: HandlerId = HandlerId::new(1);

@@ -3,7 +3,7 @@
 //!
 //! # Quick start
 //!
-//! ```no_run
+//! ```
 //! use atoll_comm::{CommBuilder, HandlerId, Place};
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //! use std::sync::Arc;
