@@ -2,7 +2,8 @@
 //! each beside its floor (cache-line round trip, memcpy) measured in the same run.
 //!
 //! Run: `cargo bench -p atoll-benches --bench comm` (starts 2 places through the local
-//! launcher; `ATOLL_PROVIDER` picks the transport).
+//! launcher; `ATOLL_PROVIDER` picks the transport; `ATOLL_BENCH_ONLY=rt,flood,put` runs a
+//! subset).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,8 +72,11 @@ fn run() -> Result<(), String> {
         "Atoll/floor",
     ]);
 
+    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+
     // 8-byte AM round trip: place 0 pings place 1, which answers from its handler.
-    for _ in 0..2 {
+    for _ in 0..if wanted("rt") { 2 } else { 0 } {
         let before = probe.round_trip_ns(PROBE);
         comm.bootstrap_barrier().map_err(err)?;
         let rt = if here == 0 {
@@ -110,7 +114,7 @@ fn run() -> Result<(), String> {
                 ns(rt),
                 ns(before),
                 ns(after),
-                ratio(rt, before.max(after)),
+                ratio(rt, (before + after) / 2.0),
             ]);
         }
     }
@@ -119,7 +123,7 @@ fn run() -> Result<(), String> {
     const FLOOD_MSGS: u64 = 2_000_000;
     let before = probe.round_trip_ns(PROBE);
     let mut rates = Vec::new();
-    for round in 1..=5u64 {
+    for round in 1..=if wanted("flood") { 5u64 } else { 0 } {
         comm.bootstrap_barrier().map_err(err)?;
         let start = Instant::now();
         if here == 0 {
@@ -140,7 +144,7 @@ fn run() -> Result<(), String> {
         rates.push(FLOOD_MSGS as f64 / secs);
     }
     let after = probe.round_trip_ns(PROBE);
-    if here == 0 {
+    if here == 0 && !rates.is_empty() {
         table.row(vec![
             "8 B AM flood, one way (median of 5)".into(),
             rate(median(&mut rates), "msg"),
@@ -154,7 +158,12 @@ fn run() -> Result<(), String> {
     let region = comm.alloc_region(16 << 20).map_err(err)?;
     let keys = comm.allgather_keys(region.key()).map_err(err)?;
     let mut bw = Table::new(&["put size", "Atoll put", "memcpy (floor)", "Atoll/floor"]);
-    for size in [4usize << 10, 64 << 10, 1 << 20, 16 << 20] {
+    let sizes: &[usize] = if wanted("put") {
+        &[4 << 10, 64 << 10, 1 << 20, 16 << 20]
+    } else {
+        &[]
+    };
+    for &size in sizes {
         comm.bootstrap_barrier().map_err(err)?;
         if here == 0 {
             let data = vec![0xA5u8; size];

@@ -1,6 +1,5 @@
 //! [`Comm`], the handle every layer above uses, and [`CommBuilder`], which creates it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,8 +93,6 @@ impl CommBuilder {
                 bootstrap,
                 spin: Duration::from_micros(spin_us),
                 config,
-                messages_sent: AtomicU64::new(0),
-                messages_delivered: AtomicU64::new(0),
             }),
         })
     }
@@ -130,8 +127,6 @@ struct CommInner {
     bootstrap: Bootstrap,
     spin: Duration,
     config: Config,
-    messages_sent: AtomicU64,
-    messages_delivered: AtomicU64,
 }
 
 /// A record written into a peer's inbox exactly as given: see [`Comm::inject_raw`].
@@ -197,10 +192,7 @@ impl Comm {
                 .provider
                 .send(index, handler.get(), value, queue_if_full)?
             {
-                Sent::Done => {
-                    self.inner.messages_sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
+                Sent::Done => return Ok(()),
                 Sent::Full => {
                     if self.is_failed(to) {
                         return Err(Error::PlaceFailed(to));
@@ -228,9 +220,7 @@ impl Comm {
                 });
             };
             let _scope = HandlerScope::enter();
-            let result = run(self, Message::new(from, handler, bytes));
-            inner.messages_delivered.fetch_add(1, Ordering::Relaxed);
-            result
+            run(self, Message::new(from, handler, bytes))
         })?;
         Ok(delivered)
     }
@@ -241,6 +231,7 @@ impl Comm {
     /// Returns the first error [`Comm::progress`] reports (the condition may not hold then).
     pub fn wait_until(&self, mut done: impl FnMut() -> bool) -> Result<()> {
         let mut idle: Option<Instant> = None;
+        let mut spins: u32 = 0;
         let mut yields = 0;
         loop {
             if done() {
@@ -248,11 +239,15 @@ impl Comm {
             }
             if self.progress()? > 0 {
                 idle = None;
+                spins = 0;
                 yields = 0;
                 continue;
             }
+            // Reading the clock costs as much as a poll: look at it every few spins only.
+            spins = spins.wrapping_add(1);
             let since = *idle.get_or_insert_with(Instant::now);
-            if since.elapsed() < self.inner.spin {
+            let spin = self.inner.spin;
+            if !spin.is_zero() && (spins % 16 != 0 || since.elapsed() < spin) {
                 std::hint::spin_loop();
             } else if yields < IDLE_YIELDS {
                 yields += 1;
@@ -267,14 +262,6 @@ impl Comm {
     /// ones and rendezvous payloads included), driving progress meanwhile.
     pub fn flush(&self) -> Result<()> {
         self.wait_until(|| self.inner.provider.is_quiescent())
-    }
-
-    /// Messages this place has sent, and messages it has delivered to handlers, so far.
-    pub fn message_counts(&self) -> (u64, u64) {
-        (
-            self.inner.messages_sent.load(Ordering::Relaxed),
-            self.inner.messages_delivered.load(Ordering::Relaxed),
-        )
     }
 
     /// Allocates `len` bytes of registered memory at this place, zero-filled.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0                 header page: magic, version, sizes, doorbell (own cache line)
-//! PAGE              N ring control blocks (head and tail, each on its own cache line)
+//! PAGE              N ring control blocks (head and tail, each on its own pair of cache lines)
 //! rings_offset      N inbox rings, ring s carries the messages of place s to this place
 //! heap_offset       registered memory: regions and rendezvous payloads
 //! ```
@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use super::segment::Segment;
 
 const PAGE: usize = 4096;
-const CACHE_LINE: usize = 64;
+/// Bytes of one ring's control block: the head (written by the receiver) and the tail (written
+/// by the sender) each in their own 128-byte pair of cache lines, so that neither the lines
+/// nor the adjacent-line prefetcher's pairs are shared between the two writers.
+const CONTROL_STRIDE: usize = 256;
 const MAGIC: u64 = u64::from_le_bytes(*b"ATOLLSHM");
 const VERSION: u32 = 1;
 
@@ -47,7 +50,7 @@ impl Layout {
     }
 
     fn rings_offset(&self) -> usize {
-        (self.controls_offset() + self.places * 2 * CACHE_LINE).next_multiple_of(PAGE)
+        (self.controls_offset() + self.places * CONTROL_STRIDE).next_multiple_of(PAGE)
     }
 
     pub(crate) fn heap_offset(&self) -> usize {
@@ -162,8 +165,8 @@ impl SegmentView {
     /// The position up to which this place has consumed the ring from `sender`.
     pub(crate) fn ring_head(&self, sender: usize) -> &AtomicU64 {
         assert!(sender < self.layout.places);
-        let offset = self.layout.controls_offset() + sender * 2 * CACHE_LINE;
-        // SAFETY: inside the control area (sender < places), 64-aligned, atomic-only access.
+        let offset = self.layout.controls_offset() + sender * CONTROL_STRIDE;
+        // SAFETY: inside the control area (sender < places), 256-aligned, atomic-only access.
         unsafe { AtomicU64::from_ptr(self.at(offset)) }
     }
 
@@ -171,8 +174,8 @@ impl SegmentView {
     /// after a malformed record).
     pub(crate) fn ring_tail(&self, sender: usize) -> &AtomicU64 {
         assert!(sender < self.layout.places);
-        let offset = self.layout.controls_offset() + (sender * 2 + 1) * CACHE_LINE;
-        // SAFETY: as for `ring_head`, one cache line further.
+        let offset = self.layout.controls_offset() + sender * CONTROL_STRIDE + CONTROL_STRIDE / 2;
+        // SAFETY: as for `ring_head`, half a control block further (128-aligned).
         unsafe { AtomicU64::from_ptr(self.at(offset)) }
     }
 
