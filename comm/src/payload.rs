@@ -163,7 +163,7 @@ impl Drop for WriteTarget {
     }
 }
 
-/// The rkyv writer of a send: a handle on the send's [`WriteTarget`].
+/// The rkyv writer of a send: it writes into the eager slot, then spills into registered memory.
 ///
 /// Created by the transport for one send; not constructible outside this crate.
 #[derive(Debug)]

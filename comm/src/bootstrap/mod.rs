@@ -5,7 +5,7 @@
 //! done so. It is not on any data path.
 //!
 //! Implementations form a closed set, picked from the environment at start:
-//! - [`local`]: the program was started by Atoll's own local launcher ([`crate::launch`]),
+//! - `local`: the program was started by Atoll's own local launcher,
 //!   which re-executes the binary `ATOLL_PLACES` times and serves the all-gather over a
 //!   Unix socket guarded by a per-job secret. When no launcher of any kind is around, the
 //!   process *becomes* that launcher.
