@@ -17,6 +17,8 @@ use crate::{Error, HandlerId, Message, Place, Result};
 const PARK_TIMEOUT: Duration = Duration::from_millis(1);
 /// Yields an idle waiter makes after spinning and before parking.
 const IDLE_YIELDS: u32 = 64;
+/// Peer errors kept for [`Comm::take_errors`] at most (later ones are only logged).
+const MAX_KEPT_ERRORS: usize = 1024;
 
 /// Creates a [`Comm`]: registers the handlers, then joins the job.
 ///
@@ -75,6 +77,7 @@ impl CommBuilder {
             Some(config) => config,
             None => Config::from_env()?,
         };
+        config.validate()?;
         let bootstrap = Bootstrap::join_or_launch(&config)?;
         let provider = Provider::new(&bootstrap, &config)?;
         let here = Place::new(bootstrap.rank());
@@ -93,6 +96,7 @@ impl CommBuilder {
                 bootstrap,
                 spin: Duration::from_micros(spin_us),
                 config,
+                errors: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -106,9 +110,15 @@ impl CommBuilder {
 /// workers do).
 ///
 /// # Thread safety
-/// `Comm` is `Send + Sync`. Any number of threads may send and call `progress` concurrently;
-/// messages from one place to another are delivered in the order they were sent (FIFO per
-/// pair), with no order promised between different senders.
+/// `Comm` is `Send + Sync`. Any number of threads may send and call `progress` concurrently.
+/// Messages from one place to another are delivered in the order they were sent: in program
+/// order from one thread, and in the order the sends took the pair's lock across threads. No
+/// order is promised between different sending places.
+///
+/// A `send` that finds its ring full runs arrived handlers on the calling thread while it
+/// waits: do not hold a lock a handler takes across a `send`. Handlers themselves never wait
+/// (their sends queue instead), and must not wait for a reply from the place whose message they
+/// are handling: that ring is not polled until they return.
 ///
 /// # Resource cleanup
 /// Registered memory is returned when its [`Region`] is dropped. The shared-memory segments
@@ -127,6 +137,7 @@ struct CommInner {
     bootstrap: Bootstrap,
     spin: Duration,
     config: Config,
+    errors: std::sync::Mutex<Vec<Error>>,
 }
 
 /// A record written into a peer's inbox exactly as given: see [`Comm::inject_raw`].
@@ -185,7 +196,7 @@ impl Comm {
     pub fn send<T: Payload>(&self, to: Place, handler: HandlerId, value: &T) -> Result<()> {
         let index = self.check_place(to)?;
         let queue_if_full = in_handler();
-        let mut waited: Option<Instant> = None;
+        let mut idle = Idle::default();
         loop {
             match self
                 .inner
@@ -197,7 +208,7 @@ impl Comm {
                     if self.is_failed(to) {
                         return Err(Error::PlaceFailed(to));
                     }
-                    self.idle_step(waited.get_or_insert_with(Instant::now))?;
+                    idle.step(self, &mut || false);
                 }
             }
         }
@@ -228,40 +239,64 @@ impl Comm {
     /// Drives progress until `done()` holds: spins for `ATOLL_SPIN_US`, then yields, then
     /// sleeps until a sender rings this place's doorbell (or a millisecond passes).
     ///
-    /// Returns the first error [`Comm::progress`] reports (the condition may not hold then).
+    /// Errors caused by peers' messages meanwhile do not end the wait: they are kept for
+    /// [`Comm::take_errors`] (and logged through `tracing`).
     pub fn wait_until(&self, mut done: impl FnMut() -> bool) -> Result<()> {
-        let mut idle: Option<Instant> = None;
-        let mut spins: u32 = 0;
-        let mut yields = 0;
-        loop {
-            if done() {
-                return Ok(());
-            }
-            if self.progress()? > 0 {
-                idle = None;
-                spins = 0;
-                yields = 0;
-                continue;
-            }
-            // Reading the clock costs as much as a poll: look at it every few spins only.
-            spins = spins.wrapping_add(1);
-            let since = *idle.get_or_insert_with(Instant::now);
-            let spin = self.inner.spin;
-            if !spin.is_zero() && (spins % 16 != 0 || since.elapsed() < spin) {
-                std::hint::spin_loop();
-            } else if yields < IDLE_YIELDS {
-                yields += 1;
-                std::thread::yield_now();
-            } else {
-                self.inner.provider.park(PARK_TIMEOUT);
-            }
+        let mut idle = Idle::default();
+        while !done() {
+            idle.step(self, &mut done);
         }
+        Ok(())
     }
 
     /// Waits until every message this place has sent has been taken by its receiver (queued
-    /// ones and rendezvous payloads included), driving progress meanwhile.
+    /// ones included), driving progress meanwhile. Fails with [`Error::PlaceFailed`] if a
+    /// receiver that has not taken everything died.
     pub fn flush(&self) -> Result<()> {
-        self.wait_until(|| self.inner.provider.is_quiescent())
+        for place in self.places() {
+            let index = place.index();
+            let mut failed = false;
+            self.wait_until(|| {
+                if self.inner.provider.is_drained_to(index) {
+                    return true;
+                }
+                failed = self.is_failed(place);
+                failed
+            })?;
+            if failed {
+                return Err(Error::PlaceFailed(place));
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors caused by peers' messages that arrived while this place waited (in
+    /// [`Comm::wait_until`], [`Comm::flush`], or a [`Comm::send`] that found its ring full),
+    /// oldest first. Each offending message was discarded; nothing else was lost.
+    pub fn take_errors(&self) -> Vec<Error> {
+        std::mem::take(&mut *self.errors())
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, Vec<Error>> {
+        self.inner
+            .errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Progress on behalf of a waiter: peer errors go to the error list.
+    fn poll(&self) -> usize {
+        match self.progress() {
+            Ok(delivered) => delivered,
+            Err(error) => {
+                tracing::warn!(%error, "discarded a bad message");
+                let mut errors = self.errors();
+                if errors.len() < MAX_KEPT_ERRORS {
+                    errors.push(error);
+                }
+                1
+            }
+        }
     }
 
     /// Allocates `len` bytes of registered memory at this place, zero-filled.
@@ -370,7 +405,7 @@ impl Comm {
     /// otherwise.
     pub fn inject_raw(&self, to: Place, record: RawRecord<'_>) -> Result<()> {
         let index = self.check_place(to)?;
-        let mut waited: Option<Instant> = None;
+        let mut idle = Idle::default();
         while self.inner.provider.inject(
             index,
             record.kind,
@@ -379,7 +414,7 @@ impl Comm {
             record.payload,
         )? == Sent::Full
         {
-            self.idle_step(waited.get_or_insert_with(Instant::now))?;
+            idle.step(self, &mut || false);
         }
         Ok(())
     }
@@ -402,17 +437,33 @@ impl Comm {
         }
         Ok(())
     }
+}
 
-    /// One step of waiting for room: progress, then spin, yield or sleep briefly.
-    fn idle_step(&self, since: &Instant) -> Result<()> {
-        if self.progress()? > 0 {
-            return Ok(());
+/// The back-off of one waiter: poll, then spin for `ATOLL_SPIN_US`, then yield, then park.
+#[derive(Default)]
+struct Idle {
+    since: Option<Instant>,
+    spins: u32,
+    yields: u32,
+}
+
+impl Idle {
+    fn step(&mut self, comm: &Comm, ready: &mut dyn FnMut() -> bool) {
+        if comm.poll() > 0 {
+            *self = Idle::default();
+            return;
         }
-        if since.elapsed() < self.inner.spin {
+        // Reading the clock costs as much as a poll: look at it every few spins only.
+        self.spins = self.spins.wrapping_add(1);
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let spin = comm.inner.spin;
+        if !spin.is_zero() && (self.spins % 16 != 0 || since.elapsed() < spin) {
             std::hint::spin_loop();
-        } else {
+        } else if self.yields < IDLE_YIELDS {
+            self.yields += 1;
             std::thread::yield_now();
+        } else {
+            comm.inner.provider.park(PARK_TIMEOUT, ready);
         }
-        Ok(())
     }
 }

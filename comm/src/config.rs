@@ -115,53 +115,60 @@ impl Config {
             Some("0") | Some("false") | Some("no") => false,
             Some(other) => return Err(invalid(TAG_OUTPUT, other, "0 or 1")),
         };
-        let places: usize = parse(PLACES, "a whole number of places, at least 1")?.unwrap_or(2);
-        if places == 0 {
-            return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));
-        }
-        let ring_kb: usize =
-            parse(SHM_RING_KB, "a power of two of KiB, 16 to 65536")?.unwrap_or(256);
-        if !ring_kb.is_power_of_two() || !(16..=65536).contains(&ring_kb) {
-            return Err(invalid(
-                SHM_RING_KB,
-                &ring_kb.to_string(),
-                "a power of two of KiB, 16 to 65536",
-            ));
-        }
-        let ring_bytes = ring_kb * 1024;
-        let eager_max: usize =
-            parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192);
-        if eager_max < 64 || eager_max > ring_bytes / 4 {
-            return Err(invalid(
-                EAGER_MAX,
-                &eager_max.to_string(),
-                "bytes, 64 up to a quarter of ATOLL_SHM_RING_KB",
-            ));
-        }
-        let heap_mb: usize =
-            parse(SHM_HEAP_MB, "MiB of registered memory, at least 1")?.unwrap_or(256);
-        if heap_mb == 0 {
-            return Err(invalid(
-                SHM_HEAP_MB,
-                "0",
-                "MiB of registered memory, at least 1",
-            ));
-        }
-        Ok(Config {
-            places,
+        let config = Config {
+            places: parse(PLACES, "a whole number of places, at least 1")?.unwrap_or(2),
             provider,
             chaos_seed: parse(CHAOS, "a u64 seed")?,
             tag_output,
             on_place_failure,
             connect_timeout_s: parse(CONNECT_TIMEOUT_S, "seconds")?.unwrap_or(30),
             spin_us: parse(SPIN_US, "microseconds")?,
-            shm_heap_bytes: heap_mb << 20,
-            shm_ring_bytes: ring_bytes,
-            eager_max,
-        })
+            shm_heap_bytes: parse::<usize>(SHM_HEAP_MB, "MiB of registered memory, at least 1")?
+                .unwrap_or(256)
+                .saturating_mul(1 << 20),
+            shm_ring_bytes: parse::<usize>(SHM_RING_KB, "a power of two of KiB, 16 to 65536")?
+                .unwrap_or(256)
+                .saturating_mul(1024),
+            eager_max: parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings against each other; [`crate::CommBuilder::init`] calls it, so a
+    /// `Config` built by hand gets the same checks as one read from the environment.
+    pub fn validate(&self) -> Result<()> {
+        if self.places == 0 {
+            return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));
+        }
+        let ring = self.shm_ring_bytes;
+        if ring % 1024 != 0
+            || !(ring / 1024).is_power_of_two()
+            || !(16..=65536).contains(&(ring / 1024))
+        {
+            return Err(invalid(
+                SHM_RING_KB,
+                &format!("{} KiB", ring / 1024),
+                "a power of two of KiB, 16 to 65536",
+            ));
+        }
+        if self.eager_max < 64 || self.eager_max > ring / 4 {
+            return Err(invalid(
+                EAGER_MAX,
+                &self.eager_max.to_string(),
+                "bytes, 64 up to a quarter of ATOLL_SHM_RING_KB",
+            ));
+        }
+        if self.shm_heap_bytes < (1 << 20) || self.shm_heap_bytes % (1 << 20) != 0 {
+            return Err(invalid(
+                SHM_HEAP_MB,
+                &format!("{} bytes", self.shm_heap_bytes),
+                "whole MiB of registered memory, at least 1",
+            ));
+        }
+        Ok(())
     }
 }
-
 /// The value of `name`, if set and not empty.
 pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -184,5 +191,73 @@ fn invalid(var: &'static str, value: &str, expected: &'static str) -> Error {
         var,
         value: value.to_owned(),
         expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Config {
+        Config {
+            places: 2,
+            provider: ProviderKind::Shm,
+            chaos_seed: None,
+            tag_output: true,
+            on_place_failure: OnPlaceFailure::Kill,
+            connect_timeout_s: 30,
+            spin_us: None,
+            shm_heap_bytes: 256 << 20,
+            shm_ring_bytes: 256 << 10,
+            eager_max: 8192,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(defaults().validate().is_ok());
+    }
+
+    #[test]
+    fn hand_built_configs_are_checked() {
+        let bad_ring = Config {
+            shm_ring_bytes: 1002,
+            ..defaults()
+        };
+        assert!(matches!(
+            bad_ring.validate(),
+            Err(Error::Config {
+                var: SHM_RING_KB,
+                ..
+            })
+        ));
+        let eager_too_big = Config {
+            shm_ring_bytes: 16 << 10,
+            eager_max: 8192,
+            ..defaults()
+        };
+        assert!(matches!(
+            eager_too_big.validate(),
+            Err(Error::Config { var: EAGER_MAX, .. })
+        ));
+        let odd_heap = Config {
+            shm_heap_bytes: (1 << 20) + 3,
+            ..defaults()
+        };
+        assert!(matches!(
+            odd_heap.validate(),
+            Err(Error::Config {
+                var: SHM_HEAP_MB,
+                ..
+            })
+        ));
+        let no_places = Config {
+            places: 0,
+            ..defaults()
+        };
+        assert!(matches!(
+            no_places.validate(),
+            Err(Error::Config { var: PLACES, .. })
+        ));
     }
 }

@@ -47,7 +47,12 @@
 //! - **Order**: FIFO from one place to another; nothing across senders. `ATOLL_CHAOS=seed`
 //!   delays and reorders deliveries between senders to prove code does not depend on it.
 //! - **Bad input** is a typed [`Error`] naming the cause; the offending message is discarded
-//!   and nothing else is lost.
+//!   and nothing else is lost. (A record whose framing is corrupt, so that its length cannot
+//!   be trusted, costs the records its sender had published up to then: the receiver skips to
+//!   that sender's published tail.)
+//! - **Completion and order**: an RMA operation has completed at the target when its
+//!   [`RmaFuture`] completes; a message sent after that is delivered after the data is in
+//!   place (the put-then-notify pattern needs no extra fence).
 //!
 //! The providers form a closed set (an `enum`, dispatched by `match`): the built-in `shm`
 //! (default), and UCX and libfabric behind the cargo features `ucx` and `ofi`, chosen at run
@@ -55,7 +60,9 @@
 //! lets every provider be tested by one conformance suite.
 //!
 //! # Cargo features
-//! None yet: the shared-memory provider needs only Rust and a C compiler.
+//! None yet: the shared-memory provider needs only Rust and a C compiler. The UCX and libfabric
+//! providers will come as the features `ucx` and `ofi`; asking for them today
+//! (`ATOLL_PROVIDER=ucx`) is [`Error::ProviderNotCompiled`].
 //!
 //! # Thread safety
 //! [`Comm`] is `Send + Sync` and cheap to clone; handlers run on whichever thread calls

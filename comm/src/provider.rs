@@ -70,15 +70,15 @@ impl Provider {
         }
     }
 
-    pub(crate) fn is_quiescent(&self) -> bool {
+    pub(crate) fn is_drained_to(&self, to: usize) -> bool {
         match self {
-            Provider::Shm(shm) => shm.is_quiescent(),
+            Provider::Shm(shm) => shm.is_drained_to(to),
         }
     }
 
-    pub(crate) fn park(&self, timeout: Duration) {
+    pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
         match self {
-            Provider::Shm(shm) => shm.park(timeout),
+            Provider::Shm(shm) => shm.park(timeout, ready),
         }
     }
 

@@ -15,8 +15,10 @@ use crate::{Error, Place, Result};
 /// atomics to it. Obtained from [`Region::key`]; plain data, sent to other places inside
 /// messages (it is an rkyv type).
 ///
-/// A key received from a peer is untrusted: every operation checks it against the memory its
-/// place actually registered.
+/// A key received from a peer is untrusted: every operation checks it against the registered
+/// memory of its place, so that no access leaves that memory. A key kept after its [`Region`]
+/// was dropped still passes that check and reaches whatever reuses the memory: as with
+/// `MPI_Win_free`, free a region only once no place will use its key again.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -124,7 +126,9 @@ impl Region {
     ) -> Region {
         // SAFETY: in bounds of the area (caller's contract).
         let ptr = unsafe { base.add(range.start) };
-        // SAFETY: the range is freshly allocated, hence not accessed by anyone else yet.
+        // SAFETY: the range is freshly allocated and inside the mapping; only a key of a region
+        // freed earlier could reach it, which `RemoteKey`'s contract rules out, and would be a
+        // racing store to shared memory, not a Rust reference.
         unsafe { std::ptr::write_bytes(ptr, 0, range.len()) };
         Region {
             key: RemoteKey {

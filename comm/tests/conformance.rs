@@ -25,6 +25,7 @@ const CASES: &[&str] = &[
     "rma",
     "atomics",
     "bad_input",
+    "handler_panic",
 ];
 
 fn main() {
@@ -95,6 +96,7 @@ fn place_main(case: &str) -> CaseResult {
             "rma" => rma(&comm)?,
             "atomics" => atomics(&comm)?,
             "bad_input" => bad_input(&comm, &state)?,
+            "handler_panic" => handler_panic(&comm, &state)?,
             other => return Err(format!("unknown case {other:?}; cases: {CASES:?}")),
         }
         comm.flush().map_err(|e| e.to_string())?;
@@ -110,6 +112,7 @@ fn place_main(case: &str) -> CaseResult {
 const SEQUENCED: HandlerId = HandlerId::new(1);
 const BYTES: HandlerId = HandlerId::new(2);
 const VALIDATING: HandlerId = HandlerId::new(3);
+const PANICKING: HandlerId = HandlerId::new(4);
 
 /// A message of the exchange cases: who sent it, its sequence number from that sender, and a
 /// body derived from both.
@@ -219,6 +222,10 @@ fn build(state: Arc<State>) -> atoll_comm::Result<Comm> {
             }
             validating_state.received.fetch_add(1, Ordering::SeqCst);
             Ok(())
+        })
+        .handler(PANICKING, move |_comm, msg| {
+            let value = msg.deserialize::<u64>()?;
+            panic!("handler asked to panic on {value}");
         })
         .init()
 }
@@ -519,6 +526,48 @@ fn bad_input(comm: &Comm, state: &State) -> CaseResult {
     }
     if state.received.load(Ordering::SeqCst) != 2 {
         return Err("the good messages around the bad ones were not both delivered".into());
+    }
+    state.check()
+}
+
+/// A handler that panics: the panic reaches the caller of `progress`, the message is consumed
+/// (never delivered again), and the messages around it are delivered exactly once.
+fn handler_panic(comm: &Comm, state: &State) -> CaseResult {
+    let victim = Place::new((comm.here().index() + 1) % comm.len());
+    comm.send(victim, VALIDATING, &vec![40u64, 2])
+        .map_err(|e| e.to_string())?;
+    comm.send(victim, PANICKING, &7u64)
+        .map_err(|e| e.to_string())?;
+    comm.send(victim, VALIDATING, &vec![40u64, 2])
+        .map_err(|e| e.to_string())?;
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut panics = 0;
+    let poll = |panics: &mut u32| -> CaseResult {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| comm.progress())) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("unexpected error {e}")),
+            Err(_) => {
+                *panics += 1;
+                Ok(())
+            }
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while state.received.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        poll(&mut panics)?;
+        std::thread::yield_now();
+    }
+    // A redelivered panicking message would show up now.
+    for _ in 0..1000 {
+        poll(&mut panics)?;
+    }
+    std::panic::set_hook(quiet);
+    let received = state.received.load(Ordering::SeqCst);
+    if panics != 1 || received != 2 {
+        return Err(format!(
+            "{panics} panics and {received} deliveries; expected 1 and 2"
+        ));
     }
     state.check()
 }

@@ -18,6 +18,7 @@ use crate::{Place, Result};
 
 /// The bootstrap of this place: rank, size, and an all-gather of small blobs.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Bootstrap {
     /// Started by Atoll's local launcher.
     Local(local::LocalBootstrap),

@@ -20,7 +20,7 @@ const PAGE: usize = 4096;
 /// nor the adjacent-line prefetcher's pairs are shared between the two writers.
 const CONTROL_STRIDE: usize = 256;
 const MAGIC: u64 = u64::from_le_bytes(*b"ATOLLSHM");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Byte offsets inside a header page.
 mod header {

@@ -46,6 +46,8 @@ use segment::Segment;
 const DESCRIPTOR: usize = 16;
 /// Records one ring delivers per visit before `progress` moves on to the next ring.
 const RING_BUDGET: usize = 64;
+/// Bytes a queued (backlogged) message keeps inline before it spills to registered memory.
+const BACKLOG_INLINE: usize = 512;
 
 /// What a send attempt did.
 #[derive(Debug, PartialEq, Eq)]
@@ -223,8 +225,8 @@ impl ShmProvider {
         queue_if_full: bool,
     ) -> Result<Sent> {
         let mut producer = lock(&self.producers[to]);
-        if !producer.backlog.is_empty() {
-            self.flush_backlog(&mut producer);
+        if !producer.backlog.is_empty() && self.flush_backlog(&mut producer) {
+            self.ring_doorbell(to);
         }
         if producer.backlog.is_empty() {
             if let Some(slot) = producer.ring.reserve(self.eager_max) {
@@ -238,7 +240,15 @@ impl ShmProvider {
                         self.own().heap(),
                     )
                 };
-                self.serialize(value, &mut target)?;
+                if let Err(error) = self.serialize(value, &mut target) {
+                    // Registered memory full of rendezvous payloads not yet pulled: that is
+                    // back-pressure, not a failure; wait for receivers to take them.
+                    if matches!(error, Error::PayloadTooLarge { .. }) && self.rendezvous_in_flight()
+                    {
+                        return Ok(Sent::Full);
+                    }
+                    return Err(error);
+                }
                 let header = match target.take_spill() {
                     None => self.header(handler, KIND_EAGER, target.len()),
                     Some(spill) => {
@@ -256,16 +266,14 @@ impl ShmProvider {
         if !queue_if_full {
             return Ok(Sent::Full);
         }
-        let mut bytes = AlignedVec::with_capacity(self.eager_max);
-        // SAFETY: `bytes` owns `eager_max` bytes of capacity, exclusively ours while `target`
-        // lives; the heap area is mapped for the provider's life.
+        // Queued replies are mostly small: a small buffer, spilling into registered memory
+        // (and so going by rendezvous) beyond it.
+        let capacity = self.eager_max.min(BACKLOG_INLINE);
+        let mut bytes = AlignedVec::with_capacity(capacity);
+        // SAFETY: `bytes` owns `capacity` bytes, exclusively ours while `target` lives; the
+        // heap area is mapped for the provider's life.
         let mut target = unsafe {
-            WriteTarget::new(
-                bytes.as_mut_ptr(),
-                self.eager_max,
-                &self.heap,
-                self.own().heap(),
-            )
+            WriteTarget::new(bytes.as_mut_ptr(), capacity, &self.heap, self.own().heap())
         };
         self.serialize(value, &mut target)?;
         let item = match target.take_spill() {
@@ -320,6 +328,13 @@ impl ShmProvider {
         self.rendezvous_pending.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether rendezvous buffers are still waiting for their receivers (after reclaiming the
+    /// pulled ones).
+    fn rendezvous_in_flight(&self) -> bool {
+        self.reclaim_rendezvous();
+        self.rendezvous_pending.load(Ordering::Relaxed) > 0
+    }
+
     /// Frees the rendezvous buffers whose receivers have pulled them.
     fn reclaim_rendezvous(&self) {
         if self.rendezvous_pending.load(Ordering::Relaxed) == 0 {
@@ -341,11 +356,14 @@ impl ShmProvider {
     }
 
     /// Moves queued messages into the ring while there is room.
-    fn flush_backlog(&self, producer: &mut ProducerState) {
+    /// Returns whether it published anything (the receiver's doorbell then needs ringing).
+    fn flush_backlog(&self, producer: &mut ProducerState) -> bool {
+        let mut published = false;
         while let Some(item) = producer.backlog.front() {
             let Some(slot) = producer.ring.reserve(self.eager_max) else {
-                return;
+                return published;
             };
+            published = true;
             let header = match item {
                 Backlogged::Eager { handler, bytes } => {
                     // SAFETY: `bytes.len() <= eager_max = slot capacity`; the slot is ours.
@@ -369,6 +387,7 @@ impl ShmProvider {
             }
             self.backlog_pending.fetch_sub(1, Ordering::Relaxed);
         }
+        published
     }
 
     fn flush_all_backlogs(&self) {
@@ -379,8 +398,7 @@ impl ShmProvider {
             let Ok(mut producer) = producer.try_lock() else {
                 continue;
             };
-            if !producer.backlog.is_empty() {
-                self.flush_backlog(&mut producer);
+            if !producer.backlog.is_empty() && self.flush_backlog(&mut producer) {
                 drop(producer);
                 self.ring_doorbell(to);
             }
@@ -436,13 +454,11 @@ impl ShmProvider {
         Ok(Sent::Done)
     }
 
-    /// Whether everything this place sent has been consumed by its receivers (queued messages
-    /// and unpulled rendezvous buffers included).
-    pub(crate) fn is_quiescent(&self) -> bool {
-        self.reclaim_rendezvous();
-        self.backlog_pending.load(Ordering::Relaxed) == 0
-            && self.rendezvous_pending.load(Ordering::Relaxed) == 0
-            && self.producers.iter().all(|p| lock(p).ring.is_drained())
+    /// Whether everything this place sent to `to` has been consumed there (queued messages
+    /// included; rendezvous payloads are pulled before their record is consumed).
+    pub(crate) fn is_drained_to(&self, to: usize) -> bool {
+        let mut producer = lock(&self.producers[to]);
+        producer.backlog.is_empty() && producer.ring.is_drained()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -475,7 +491,10 @@ impl ShmProvider {
             };
             let result = self.drain_ring(from, &mut state, deliver);
             slot.head_hint.store(state.ring.head(), Ordering::Relaxed);
-            state.ring.publish_head();
+            if state.ring.publish_head() {
+                // The sender may be asleep waiting for room or for a flush.
+                self.ring_doorbell(from);
+            }
             delivered += result?;
         }
         Ok(delivered)
@@ -494,8 +513,10 @@ impl ShmProvider {
             state.held_until = None;
         }
         let sender = Place::new(from);
+        let byte_budget = self.own().layout().ring_bytes / 4;
+        let start = state.ring.head();
         let mut delivered = 0;
-        while delivered < RING_BUDGET {
+        while delivered < RING_BUDGET && state.ring.head() - start < byte_budget as u64 {
             let (header, payload) = match state.ring.peek() {
                 Peek::Empty => break,
                 Peek::Malformed(reason) => {
@@ -523,33 +544,40 @@ impl ShmProvider {
                     }
                 });
             }
-            let result = match header.kind {
-                KIND_PAD => Ok(()),
+            let result: std::thread::Result<Result<()>> = match header.kind {
+                KIND_PAD => Ok(Ok(())),
                 KIND_EAGER => {
                     delivered += 1;
                     if len > self.eager_max {
-                        Err(Error::Malformed {
+                        Ok(Err(Error::Malformed {
                             from: sender,
                             reason: format!(
                                 "eager record of {len} bytes exceeds ATOLL_EAGER_MAX={}",
                                 self.eager_max
                             ),
-                        })
+                        }))
                     } else {
-                        deliver(sender, header.handler, payload)
+                        deliver_once(deliver, sender, header.handler, payload)
                     }
                 }
                 KIND_RENDEZVOUS => {
                     delivered += 1;
-                    self.pull(from, payload)
-                        .and_then(|bytes| deliver(sender, header.handler, &bytes))
+                    match self.pull(from, payload) {
+                        Ok(bytes) => deliver_once(deliver, sender, header.handler, &bytes),
+                        Err(error) => Ok(Err(error)),
+                    }
                 }
-                kind => Err(Error::Malformed {
+                kind => Ok(Err(Error::Malformed {
                     from: sender,
                     reason: format!("unknown record kind {kind}"),
-                }),
+                })),
             };
             state.ring.advance(len);
+            let result = match result {
+                Ok(result) => result,
+                // The record is consumed: a handler that panicked never sees it again.
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
             result?;
             if let Some(rng) = state.chaos.as_mut() {
                 if rng.u8(..) < 32 {
@@ -599,15 +627,19 @@ impl ShmProvider {
         Ok(bytes)
     }
 
-    /// Sleeps until a message may have arrived, or `timeout`.
-    pub(crate) fn park(&self, timeout: Duration) {
+    /// Sleeps until a message may have arrived, a receiver has taken messages of this place
+    /// (both ring the doorbell), or `timeout`; not at all if `ready()` already holds once this
+    /// place is announced as sleeping.
+    pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
         let own = self.own();
         own.sleepers().fetch_add(1, Ordering::SeqCst);
         if self.asymmetric_fence {
             doorbell::heavy_fence();
+        } else {
+            fence(Ordering::SeqCst);
         }
         let ticket = own.doorbell().load(Ordering::SeqCst);
-        if !self.has_incoming() {
+        if !self.has_incoming() && !ready() {
             doorbell::wait(own.doorbell(), ticket, timeout);
         }
         own.sleepers().fetch_sub(1, Ordering::SeqCst);
@@ -712,6 +744,18 @@ impl ShmProvider {
             },
         )
     }
+}
+
+/// Runs a handler, catching a panic so that the caller can consume the record first.
+fn deliver_once<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
+    deliver: &mut F,
+    from: Place,
+    handler: u16,
+    payload: &[u8],
+) -> std::thread::Result<Result<()>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        deliver(from, handler, payload)
+    }))
 }
 
 fn le_u64(bytes: &[u8; DESCRIPTOR], at: usize) -> u64 {

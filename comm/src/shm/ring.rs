@@ -166,7 +166,7 @@ impl Producer {
 
     /// Whether the consumer has taken everything published so far.
     pub(crate) fn is_drained(&mut self) -> bool {
-        self.cached_head = self.receiver.ring_head(self.sender).load(Ordering::Acquire);
+        self.refresh_head();
         self.cached_head == self.tail
     }
 
@@ -174,8 +174,18 @@ impl Producer {
         if self.free() >= bytes {
             return true;
         }
-        self.cached_head = self.receiver.ring_head(self.sender).load(Ordering::Acquire);
+        self.refresh_head();
         self.free() >= bytes
+    }
+
+    /// Rereads the consumer's head. The peer writes it: a value that is behind the cached one
+    /// or ahead of the tail is corrupt and ignored (the ring then looks full rather than
+    /// letting unconsumed records be overwritten).
+    fn refresh_head(&mut self) {
+        let head = self.receiver.ring_head(self.sender).load(Ordering::Acquire);
+        if head >= self.cached_head && head <= self.tail {
+            self.cached_head = head;
+        }
     }
 
     fn free(&self) -> usize {
@@ -330,14 +340,16 @@ impl Consumer {
         self.publish_head();
     }
 
-    /// Tells the producer how far this consumer has read.
-    pub(crate) fn publish_head(&mut self) {
-        if self.published_head != self.head {
-            self.own
-                .ring_head(self.sender)
-                .store(self.head, Ordering::Release);
-            self.published_head = self.head;
+    /// Tells the producer how far this consumer has read; whether there was news.
+    pub(crate) fn publish_head(&mut self) -> bool {
+        if self.published_head == self.head {
+            return false;
         }
+        self.own
+            .ring_head(self.sender)
+            .store(self.head, Ordering::Release);
+        self.published_head = self.head;
+        true
     }
 
     fn offset(&self, pos: u64) -> usize {
