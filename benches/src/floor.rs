@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use atoll_comm::Comm;
+use atoll_comm::{Comm, Region};
 
 use crate::stats::median;
 
@@ -161,20 +161,19 @@ fn map(c_name: &CString, name: &str) -> Result<*mut u8, String> {
     Ok(ptr.cast())
 }
 
-/// Median single-threaded `memcpy` bandwidth (bytes/s) for blocks of `len` bytes, copying
-/// about `total` bytes per sample.
-pub fn memcpy_gbps(len: usize, total: usize, samples: usize) -> f64 {
-    let src = vec![0x5Au8; len];
-    let mut dst = vec![0u8; len];
-    let reps = (total / len).max(1);
+/// Median single-threaded `memcpy` bandwidth (bytes/s) of copying `data` into `dst` (memory
+/// of the same kind a put writes), about `total` bytes per sample.
+pub fn memcpy_gbps(dst: &Region, data: &[u8], total: usize, samples: usize) -> f64 {
+    let reps = (total / data.len().max(1)).max(1);
     let mut rates: Vec<f64> = (0..samples)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..reps {
-                dst.copy_from_slice(std::hint::black_box(&src));
-                std::hint::black_box(&mut dst);
+                if dst.write(0, std::hint::black_box(data)).is_err() {
+                    return 0.0;
+                }
             }
-            (len * reps) as f64 / start.elapsed().as_secs_f64()
+            (data.len() * reps) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
     median(&mut rates)
