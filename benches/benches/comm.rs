@@ -119,39 +119,63 @@ fn run() -> Result<(), String> {
         }
     }
 
-    // One-way AM flood: place 0 sends 8-byte messages as fast as it can; place 1 counts.
+    // One-way AM flood: place 0 sends 8-byte messages as fast as it can; place 1 counts. Once
+    // with one `send` per message, once in batches that take the pair's lock once per 1000.
     const FLOOD_MSGS: u64 = 2_000_000;
-    let before = probe.round_trip_ns(PROBE);
-    let mut rates = Vec::new();
-    for round in 1..=if wanted("flood") { 5u64 } else { 0 } {
-        comm.bootstrap_barrier().map_err(err)?;
-        let start = Instant::now();
-        if here == 0 {
-            for i in 0..FLOOD_MSGS {
-                comm.send(Place::new(1), FLOOD, &i).map_err(err)?;
-            }
-            comm.flush().map_err(err)?;
-        } else if here == 1 {
-            comm.wait_until(|| counters.flood.load(Ordering::Relaxed) >= round * FLOOD_MSGS)
-                .map_err(err)?;
+    const BATCH: u64 = 1000;
+    let mut flooded = 0;
+    for batched in [false, true] {
+        if !wanted("flood") {
+            break;
         }
-        let elapsed = start.elapsed();
-        // Place 1 knows when the last message was handled; its rate is the one reported.
-        let blobs = comm
-            .bootstrap_allgather(&elapsed.as_secs_f64().to_le_bytes())
-            .map_err(err)?;
-        let secs = f64::from_le_bytes(blobs[1].as_slice().try_into().map_err(|_| "bad blob")?);
-        rates.push(FLOOD_MSGS as f64 / secs);
-    }
-    let after = probe.round_trip_ns(PROBE);
-    if here == 0 && !rates.is_empty() {
-        table.row(vec![
-            "8 B AM flood, one way (median of 5)".into(),
-            rate(median(&mut rates), "msg"),
-            ns(before),
-            ns(after),
-            "(state)".into(),
-        ]);
+        let before = probe.round_trip_ns(PROBE);
+        let mut rates = Vec::new();
+        for _ in 0..5 {
+            comm.bootstrap_barrier().map_err(err)?;
+            flooded += FLOOD_MSGS;
+            let start = Instant::now();
+            if here == 0 {
+                let peer = Place::new(1);
+                if batched {
+                    for chunk in 0..FLOOD_MSGS / BATCH {
+                        let mut batch = comm.batch(peer).map_err(err)?;
+                        for i in 0..BATCH {
+                            batch.send(FLOOD, &(chunk * BATCH + i)).map_err(err)?;
+                        }
+                    }
+                } else {
+                    for i in 0..FLOOD_MSGS {
+                        comm.send(peer, FLOOD, &i).map_err(err)?;
+                    }
+                }
+                comm.flush().map_err(err)?;
+            } else if here == 1 {
+                comm.wait_until(|| counters.flood.load(Ordering::Relaxed) >= flooded)
+                    .map_err(err)?;
+            }
+            let elapsed = start.elapsed();
+            // Place 1 knows when the last message was handled; its rate is the one reported.
+            let blobs = comm
+                .bootstrap_allgather(&elapsed.as_secs_f64().to_le_bytes())
+                .map_err(err)?;
+            let secs = f64::from_le_bytes(blobs[1].as_slice().try_into().map_err(|_| "bad blob")?);
+            rates.push(FLOOD_MSGS as f64 / secs);
+        }
+        let after = probe.round_trip_ns(PROBE);
+        if here == 0 {
+            let name = if batched {
+                "8 B AM flood, one way, batches of 1000 (median of 5)"
+            } else {
+                "8 B AM flood, one way (median of 5)"
+            };
+            table.row(vec![
+                name.into(),
+                rate(median(&mut rates), "msg"),
+                ns(before),
+                ns(after),
+                "(state)".into(),
+            ]);
+        }
     }
 
     // Put bandwidth into place 1's registered memory, beside memcpy of the same sizes.

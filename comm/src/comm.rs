@@ -7,7 +7,7 @@ use crate::bootstrap::Bootstrap;
 use crate::config::Config;
 use crate::handler::{in_handler, Handler, HandlerScope, HandlerTable};
 use crate::payload::Payload;
-use crate::provider::Provider;
+use crate::provider::{ProducerGuard, Provider};
 use crate::rma::{Region, RemoteKey, RmaFuture};
 use crate::shm::Sent;
 use crate::{Error, HandlerId, Message, Place, Result};
@@ -212,6 +212,38 @@ impl Comm {
                 }
             }
         }
+    }
+
+    /// A batch of sends to `to`: the pair's lock is taken once for the whole batch instead of
+    /// once per message, which is what a flood of small messages needs (each lock is an atomic
+    /// read-modify-write, and such an instruction waits for the previous message's stores to
+    /// reach the receiver). Messages are visible to the receiver as each `send` returns; the
+    /// receiver's doorbell rings when the batch ends.
+    ///
+    /// Other threads' sends to `to` wait while the batch lives: keep batches short, and do not
+    /// call [`Comm::progress`] while one is open (a handler sending to `to` would wait for it).
+    ///
+    /// ```
+    /// # use atoll_comm::{CommBuilder, HandlerId, Place};
+    /// # const COUNT: HandlerId = HandlerId::new(1);
+    /// # let comm = CommBuilder::new().handler(COUNT, |_, _| Ok(())).init()?;
+    /// let to = Place::new((comm.here().index() + 1) % comm.len());
+    /// let mut batch = comm.batch(to)?;
+    /// for i in 0..1000u64 {
+    ///     batch.send(COUNT, &i)?;
+    /// }
+    /// drop(batch);
+    /// comm.flush()?;
+    /// # comm.bootstrap_barrier()?;
+    /// # Ok::<(), atoll_comm::Error>(())
+    /// ```
+    pub fn batch(&self, to: Place) -> Result<SendBatch<'_>> {
+        self.check_place(to)?;
+        Ok(SendBatch {
+            comm: self,
+            to,
+            guard: Some(self.inner.provider.lock_producer(to.index())),
+        })
     }
 
     /// Delivers the messages that have arrived, running their handlers on this thread.
@@ -436,6 +468,49 @@ impl Comm {
             return Err(Error::PlaceFailed(key.place()));
         }
         Ok(())
+    }
+}
+
+/// Sends to one place under one lock: see [`Comm::batch`].
+#[derive(Debug)]
+pub struct SendBatch<'c> {
+    comm: &'c Comm,
+    to: Place,
+    guard: Option<ProducerGuard<'c>>,
+}
+
+impl SendBatch<'_> {
+    /// Sends `value` to handler `handler` at the batch's place, as [`Comm::send`] does.
+    pub fn send<T: Payload>(&mut self, handler: HandlerId, value: &T) -> Result<()> {
+        let provider = &self.comm.inner.provider;
+        let queue_if_full = in_handler();
+        let mut idle = Idle::default();
+        loop {
+            let guard = match self.guard.as_mut() {
+                Some(guard) => guard,
+                None => self.guard.insert(provider.lock_producer(self.to.index())),
+            };
+            match provider.send_locked(guard, handler.get(), value, queue_if_full)? {
+                Sent::Done => return Ok(()),
+                Sent::Full => {
+                    // Let go of the ring while waiting: handlers run meanwhile may send to it.
+                    self.guard = None;
+                    provider.ring_doorbell(self.to.index());
+                    if self.comm.is_failed(self.to) {
+                        return Err(Error::PlaceFailed(self.to));
+                    }
+                    idle.step(self.comm, &mut || false);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SendBatch<'_> {
+    fn drop(&mut self) {
+        if self.guard.take().is_some() {
+            self.comm.inner.provider.ring_doorbell(self.to.index());
+        }
     }
 }
 

@@ -89,7 +89,7 @@ mod provider;
 mod rma;
 pub(crate) mod shm;
 
-pub use comm::{Comm, CommBuilder, RawRecord};
+pub use comm::{Comm, CommBuilder, RawRecord, SendBatch};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerId};
 pub use payload::{CheckedArchive, Message, MessageWriter, Payload, PayloadSerializer};

@@ -7,12 +7,20 @@ use crate::bootstrap::Bootstrap;
 use crate::config::{Config, ProviderKind};
 use crate::payload::Payload;
 use crate::rma::{Region, RemoteKey};
-use crate::shm::{Sent, ShmProvider};
+use std::sync::MutexGuard;
+
+use crate::shm::{ProducerState, Sent, ShmProvider};
 use crate::{Error, Place, Result};
 
 #[derive(Debug)]
 pub(crate) enum Provider {
     Shm(ShmProvider),
+}
+
+/// The locked sending side of one destination, held across a batch of sends.
+#[derive(Debug)]
+pub(crate) enum ProducerGuard<'a> {
+    Shm(MutexGuard<'a, ProducerState>),
 }
 
 impl Provider {
@@ -45,6 +53,32 @@ impl Provider {
     ) -> Result<Sent> {
         match self {
             Provider::Shm(shm) => shm.send(to, handler, value, queue_if_full),
+        }
+    }
+
+    pub(crate) fn lock_producer(&self, to: usize) -> ProducerGuard<'_> {
+        match self {
+            Provider::Shm(shm) => ProducerGuard::Shm(shm.lock_producer(to)),
+        }
+    }
+
+    pub(crate) fn send_locked<T: Payload>(
+        &self,
+        guard: &mut ProducerGuard<'_>,
+        handler: u16,
+        value: &T,
+        queue_if_full: bool,
+    ) -> Result<Sent> {
+        match (self, guard) {
+            (Provider::Shm(shm), ProducerGuard::Shm(producer)) => {
+                shm.send_locked(producer, handler, value, queue_if_full)
+            }
+        }
+    }
+
+    pub(crate) fn ring_doorbell(&self, to: usize) {
+        match self {
+            Provider::Shm(shm) => shm.ring_doorbell(to),
         }
     }
 

@@ -72,8 +72,9 @@ enum Backlogged {
     },
 }
 
+/// The sending side of one ring, behind its lock.
 #[derive(Debug)]
-struct ProducerState {
+pub(crate) struct ProducerState {
     ring: Producer,
     backlog: VecDeque<Backlogged>,
 }
@@ -224,9 +225,33 @@ impl ShmProvider {
         value: &T,
         queue_if_full: bool,
     ) -> Result<Sent> {
-        let mut producer = lock(&self.producers[to]);
-        if !producer.backlog.is_empty() && self.flush_backlog(&mut producer) {
-            self.ring_doorbell(to);
+        let mut producer = self.lock_producer(to);
+        let sent = self.send_locked(&mut producer, handler, value, queue_if_full);
+        drop(producer);
+        self.ring_doorbell(to);
+        sent
+    }
+
+    /// Takes the lock of the ring to `to`, for a batch of [`ShmProvider::send_locked`] calls.
+    ///
+    /// A locked instruction waits until the stores of the previous message have reached the
+    /// receiver's cache; taking the lock once per batch instead of once per message is what
+    /// makes a flood fast.
+    pub(crate) fn lock_producer(&self, to: usize) -> MutexGuard<'_, ProducerState> {
+        lock(&self.producers[to])
+    }
+
+    /// [`ShmProvider::send`] with the ring's lock held by the caller (the caller rings the
+    /// receiver's doorbell once it lets go).
+    pub(crate) fn send_locked<T: Payload>(
+        &self,
+        producer: &mut ProducerState,
+        handler: u16,
+        value: &T,
+        queue_if_full: bool,
+    ) -> Result<Sent> {
+        if !producer.backlog.is_empty() {
+            self.flush_backlog(producer);
         }
         if producer.backlog.is_empty() {
             if let Some(slot) = producer.ring.reserve(self.eager_max) {
@@ -258,8 +283,6 @@ impl ShmProvider {
                     }
                 };
                 producer.ring.publish(slot, header);
-                drop(producer);
-                self.ring_doorbell(to);
                 return Ok(Sent::Done);
             }
         }
@@ -406,7 +429,7 @@ impl ShmProvider {
     }
 
     /// Wakes place `to` if it sleeps.
-    fn ring_doorbell(&self, to: usize) {
+    pub(crate) fn ring_doorbell(&self, to: usize) {
         let view = &self.views[to];
         // Dekker with `park`: either the sleeper sees the record, or this load sees the sleeper.
         if self.asymmetric_fence {
