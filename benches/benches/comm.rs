@@ -12,7 +12,7 @@ use std::time::Instant;
 use atoll_benches::floor::{memcpy_gbps, FloorProbe};
 use atoll_benches::stats::{median, median_ns_per_op};
 use atoll_benches::table::{gbps, ns, rate, ratio, Table};
-use atoll_comm::{Comm, CommBuilder, HandlerId, Place};
+use atoll_comm::{CommBuilder, HandlerId, Place};
 
 const PING: HandlerId = HandlerId::new(1);
 const PONG: HandlerId = HandlerId::new(2);
@@ -106,7 +106,8 @@ fn run() -> Result<(), String> {
         } else {
             0.0
         };
-        serve_until_barrier(&comm)?;
+        // Place 1 keeps answering pings while it waits here for place 0 to finish.
+        comm.bootstrap_barrier().map_err(err)?;
         let after = probe.round_trip_ns(PROBE);
         if here == 0 {
             table.row(vec![
@@ -231,28 +232,4 @@ fn run() -> Result<(), String> {
     comm.flush().map_err(err)?;
     comm.bootstrap_barrier().map_err(err)?;
     Ok(())
-}
-
-/// Place 1 (and any other) serves pings until place 0 is done; then everyone meets.
-fn serve_until_barrier(comm: &Comm) -> Result<(), String> {
-    // Place 0 announces the end of its loop with a barrier; the others must keep serving
-    // until then, so they poll while a helper thread waits in the barrier.
-    if comm.here().index() == 0 {
-        return comm.bootstrap_barrier().map_err(|e| e.to_string());
-    }
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let waiter = {
-        let (comm, done) = (comm.clone(), done.clone());
-        std::thread::spawn(move || {
-            let result = comm.bootstrap_barrier();
-            done.store(true, Ordering::Release);
-            result
-        })
-    };
-    comm.wait_until(|| done.load(Ordering::Acquire))
-        .map_err(|e| e.to_string())?;
-    waiter
-        .join()
-        .map_err(|_| "barrier thread panicked".to_string())?
-        .map_err(|e| e.to_string())
 }

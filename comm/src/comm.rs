@@ -386,10 +386,10 @@ impl Comm {
     }
 
     /// Every place contributes `blob`; every place gets all blobs, indexed by place. Collective
-    /// and slow (it goes through the launcher): meant for start-up exchanges such as remote
-    /// keys, not for data.
+    /// and slow (it goes through the launcher; arrived messages are delivered meanwhile): meant
+    /// for start-up exchanges such as remote keys, not for data.
     pub fn bootstrap_allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.inner.bootstrap.allgather(blob)
+        self.progressing(|| self.inner.bootstrap.allgather(blob))
     }
 
     /// Every place contributes the key of one of its regions; every place gets all keys,
@@ -398,7 +398,7 @@ impl Comm {
     pub fn allgather_keys(&self, key: RemoteKey) -> Result<Vec<RemoteKey>> {
         let bytes = rkyv::to_bytes::<rkyv::rancor::BoxedError>(&key)
             .map_err(|source| Error::Serialize { source })?;
-        let blobs = self.inner.bootstrap.allgather(&bytes)?;
+        let blobs = self.progressing(|| self.inner.bootstrap.allgather(&bytes))?;
         blobs
             .iter()
             .enumerate()
@@ -416,10 +416,31 @@ impl Comm {
             .collect()
     }
 
-    /// Returns when every place has called it. Collective, through the bootstrap: meant for
+    /// Returns when every place has called it; delivers arrived messages meanwhile. Collective,
+    /// through the bootstrap: meant for
     /// start-up and tests; the collectives crate has the fast barrier.
     pub fn bootstrap_barrier(&self) -> Result<()> {
-        self.inner.bootstrap.barrier()
+        self.progressing(|| self.inner.bootstrap.barrier())
+    }
+
+    /// Runs a blocking bootstrap exchange on a helper thread while this thread keeps
+    /// delivering messages: a place that waits in a bootstrap barrier must still take the
+    /// messages other places wait to see taken (their `flush`).
+    fn progressing<R: Send>(&self, exchange: impl FnOnce() -> R + Send) -> R {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let helper = scope.spawn(|| {
+                let result = exchange();
+                done.store(true, std::sync::atomic::Ordering::Release);
+                result
+            });
+            // Cannot fail: peer errors go to `take_errors`.
+            let _ = self.wait_until(|| done.load(std::sync::atomic::Ordering::Acquire));
+            match helper.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
     }
 
     /// Places known to have died.
