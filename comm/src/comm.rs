@@ -194,6 +194,25 @@ impl Comm {
     /// [`Comm::progress`] until there is room; inside a handler it queues the message instead
     /// (a handler never waits).
     pub fn send<T: Payload>(&self, to: Place, handler: HandlerId, value: &T) -> Result<()> {
+        self.send_framed(to, handler, &[], value)
+    }
+
+    /// Sends `prefix` (raw bytes, a multiple of 16 long) followed by `value` (an archive) in
+    /// one message, serialized once: for layers that route messages by a fixed header before
+    /// they know the payload's type. The handler splits them with [`Message::split_prefix`].
+    pub fn send_framed<T: Payload>(
+        &self,
+        to: Place,
+        handler: HandlerId,
+        prefix: &[u8],
+        value: &T,
+    ) -> Result<()> {
+        if prefix.len() % 16 != 0 {
+            return Err(Error::Misaligned {
+                offset: prefix.len(),
+                align: 16,
+            });
+        }
         let index = self.check_place(to)?;
         let queue_if_full = in_handler();
         let mut idle = Idle::default();
@@ -201,7 +220,7 @@ impl Comm {
             match self
                 .inner
                 .provider
-                .send(index, handler.get(), value, queue_if_full)?
+                .send(index, handler.get(), prefix, value, queue_if_full)?
             {
                 Sent::Done => return Ok(()),
                 Sent::Full => {
@@ -300,6 +319,13 @@ impl Comm {
             }
         }
         Ok(())
+    }
+
+    /// Wakes this place's threads that sleep in [`Comm::wait_until`] (or a send waiting for
+    /// room), so that they look at their condition again: for work made ready by a local
+    /// thread rather than by a message. Cheap when nobody sleeps.
+    pub fn notify(&self) {
+        self.inner.provider.ring_doorbell(self.inner.here.index());
     }
 
     /// Errors caused by peers' messages that arrived while this place waited (in
@@ -511,7 +537,7 @@ impl SendBatch<'_> {
                 Some(guard) => guard,
                 None => self.guard.insert(provider.lock_producer(self.to.index())),
             };
-            match provider.send_locked(guard, handler.get(), value, queue_if_full)? {
+            match provider.send_locked(guard, handler.get(), &[], value, queue_if_full)? {
                 Sent::Done => return Ok(()),
                 Sent::Full => {
                     // Let go of the ring while waiting: handlers run meanwhile may send to it.

@@ -79,6 +79,14 @@ impl WriteTarget {
         }
     }
 
+    /// Writes the raw prefix of a framed message (before the archive).
+    pub(crate) fn write_prefix(&mut self, prefix: &[u8]) -> Result<(), rancor::BoxedError> {
+        if prefix.is_empty() {
+            return Ok(());
+        }
+        self.write(prefix)
+    }
+
     /// Bytes written.
     pub(crate) fn len(&self) -> usize {
         self.pos
@@ -249,6 +257,16 @@ impl<'a> Message<'a> {
                 handler: self.handler,
                 source,
             }
+        })
+    }
+
+    /// Splits off the first `len` bytes of a message sent with [`crate::Comm::send_framed`]:
+    /// the raw prefix, and the message whose payload is the archive after it. `None` if the
+    /// message is shorter than `len`.
+    pub fn split_prefix(&self, len: usize) -> Option<(&'a [u8], Message<'a>)> {
+        (self.bytes.len() >= len).then(|| {
+            let (prefix, rest) = self.bytes.split_at(len);
+            (prefix, Message::new(self.from, self.handler, rest))
         })
     }
 

@@ -48,11 +48,12 @@ impl Provider {
         &self,
         to: usize,
         handler: u16,
+        prefix: &[u8],
         value: &T,
         queue_if_full: bool,
     ) -> Result<Sent> {
         match self {
-            Provider::Shm(shm) => shm.send(to, handler, value, queue_if_full),
+            Provider::Shm(shm) => shm.send(to, handler, prefix, value, queue_if_full),
         }
     }
 
@@ -66,12 +67,13 @@ impl Provider {
         &self,
         guard: &mut ProducerGuard<'_>,
         handler: u16,
+        prefix: &[u8],
         value: &T,
         queue_if_full: bool,
     ) -> Result<Sent> {
         match (self, guard) {
             (Provider::Shm(shm), ProducerGuard::Shm(producer)) => {
-                shm.send_locked(producer, handler, value, queue_if_full)
+                shm.send_locked(producer, handler, prefix, value, queue_if_full)
             }
         }
     }

@@ -484,9 +484,12 @@ fn bad_input(comm: &Comm, state: &State) -> CaseResult {
     }
     comm.send(victim, VALIDATING, &vec![40u64, 2])
         .map_err(|e| e.to_string())?;
-    // Receive: two good messages around six bad ones, each bad one reported by its own error.
+    // Receive: two good messages around six bad ones, each bad one reported by its own error,
+    // either by `progress` itself or, when a wait (such as the barrier before this case)
+    // delivered it, through `take_errors`.
     let mut errors = Vec::new();
     while state.received.load(Ordering::SeqCst) < 2 || errors.len() < records.len() {
+        errors.extend(comm.take_errors());
         match comm.progress() {
             Ok(_) => std::thread::yield_now(),
             Err(e) => errors.push(e),

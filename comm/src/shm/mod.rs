@@ -222,11 +222,12 @@ impl ShmProvider {
         &self,
         to: usize,
         handler: u16,
+        prefix: &[u8],
         value: &T,
         queue_if_full: bool,
     ) -> Result<Sent> {
         let mut producer = self.lock_producer(to);
-        let sent = self.send_locked(&mut producer, handler, value, queue_if_full);
+        let sent = self.send_locked(&mut producer, handler, prefix, value, queue_if_full);
         drop(producer);
         self.ring_doorbell(to);
         sent
@@ -247,6 +248,7 @@ impl ShmProvider {
         &self,
         producer: &mut ProducerState,
         handler: u16,
+        prefix: &[u8],
         value: &T,
         queue_if_full: bool,
     ) -> Result<Sent> {
@@ -265,7 +267,7 @@ impl ShmProvider {
                         self.own().heap(),
                     )
                 };
-                if let Err(error) = self.serialize(value, &mut target) {
+                if let Err(error) = self.serialize(prefix, value, &mut target) {
                     // Registered memory full of rendezvous payloads not yet pulled: that is
                     // back-pressure, not a failure; wait for receivers to take them.
                     if matches!(error, Error::PayloadTooLarge { .. }) && self.rendezvous_in_flight()
@@ -298,7 +300,7 @@ impl ShmProvider {
         let mut target = unsafe {
             WriteTarget::new(bytes.as_mut_ptr(), capacity, &self.heap, self.own().heap())
         };
-        self.serialize(value, &mut target)?;
+        self.serialize(prefix, value, &mut target)?;
         let item = match target.take_spill() {
             None => {
                 // SAFETY: the serializer initialised the first `len` bytes of the capacity.
@@ -316,8 +318,16 @@ impl ShmProvider {
         Ok(Sent::Done)
     }
 
-    fn serialize<T: Payload>(&self, value: &T, target: &mut WriteTarget) -> Result<()> {
-        match serialize_into(value, target) {
+    fn serialize<T: Payload>(
+        &self,
+        prefix: &[u8],
+        value: &T,
+        target: &mut WriteTarget,
+    ) -> Result<()> {
+        match target
+            .write_prefix(prefix)
+            .and_then(|()| serialize_into(value, target))
+        {
             Ok(()) => Ok(()),
             Err(source) => Err(match target.exhausted() {
                 Some((requested, available)) => Error::PayloadTooLarge {
