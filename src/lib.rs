@@ -1,6 +1,23 @@
 #![doc = include_str!("../README.md")]
 
 pub use atoll_comm as comm;
-pub use atoll_comm::{
-    Comm, CommBuilder, Error, HandlerId, Message, Place, Region, RemoteKey, Result,
+pub use atoll_comm::{CommBuilder, HandlerId, Message, Region, RemoteKey};
+pub use atoll_macros::{main, remote};
+pub use atoll_runtime::{
+    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, Place,
+    Result,
 };
+
+/// What programs written against Atoll use: `use atoll::prelude::*;`.
+pub mod prelude {
+    pub use crate::{async_at, at, finish, here, num_places, places, remote, Place};
+}
+
+/// What `#[atoll::remote]` and `#[atoll::main]` expand to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use atoll_runtime::__private::inventory;
+    pub use atoll_runtime::{
+        call_at, fn_id, run as run_main, spawn_at, BoxFuture, RemoteEntry, RemoteFn, Wire,
+    };
+}

@@ -11,6 +11,7 @@
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
 //! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
+//! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
 //!
 //! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
@@ -38,6 +39,8 @@ pub const SPIN_US: &str = "ATOLL_SPIN_US";
 pub const SHM_HEAP_MB: &str = "ATOLL_SHM_HEAP_MB";
 /// Size of each shm inbox ring, KiB (`ATOLL_SHM_RING_KB`).
 pub const SHM_RING_KB: &str = "ATOLL_SHM_RING_KB";
+/// Worker threads per place (`ATOLL_WORKERS`).
+pub const WORKERS: &str = "ATOLL_WORKERS";
 /// Eager threshold in bytes (`ATOLL_EAGER_MAX`).
 pub const EAGER_MAX: &str = "ATOLL_EAGER_MAX";
 
@@ -94,6 +97,8 @@ pub struct Config {
     pub shm_ring_bytes: usize,
     /// `ATOLL_EAGER_MAX`.
     pub eager_max: usize,
+    /// `ATOLL_WORKERS`, if set (otherwise chosen from the core count).
+    pub workers: Option<usize>,
 }
 
 impl Config {
@@ -130,6 +135,7 @@ impl Config {
                 .unwrap_or(256)
                 .saturating_mul(1024),
             eager_max: parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192),
+            workers: parse(WORKERS, "a whole number of worker threads, at least 1")?,
         };
         config.validate()?;
         Ok(config)
@@ -138,6 +144,9 @@ impl Config {
     /// Checks the settings against each other; [`crate::CommBuilder::init`] calls it, so a
     /// `Config` built by hand gets the same checks as one read from the environment.
     pub fn validate(&self) -> Result<()> {
+        if self.workers == Some(0) {
+            return Err(invalid(WORKERS, "0", "a whole number of worker threads, at least 1"));
+        }
         if self.places == 0 {
             return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));
         }
@@ -210,6 +219,7 @@ mod tests {
             shm_heap_bytes: 256 << 20,
             shm_ring_bytes: 256 << 10,
             eager_max: 8192,
+            workers: None,
         }
     }
 

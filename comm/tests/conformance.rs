@@ -7,7 +7,7 @@
 //! any mismatch. Under an external launcher (`mpirun ... conformance` with
 //! `ATOLL_CONFORMANCE_CASE=all`) the same binary runs the cases directly.
 
-mod support;
+use atoll_testkit as support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,7 +1,6 @@
-//! Shared by the real-process tests: run this test binary as a job through the local
+//! Run this test binary as a job of several places through the local
 //! launcher, bounded in time, with its output captured.
 
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::Read;
 use std::process::{Command, Stdio};

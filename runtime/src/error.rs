@@ -1,0 +1,91 @@
+//! The runtime's error type, and the failures a `finish` collects.
+
+use std::fmt;
+
+use atoll_comm::Place;
+
+/// What went wrong in an `at!`, an `async_at!` or a `finish`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed (see the inner error for the cause and what to do).
+    #[error(transparent)]
+    Comm(atoll_comm::Error),
+
+    /// A place died: every future waiting on it fails with this.
+    #[error("{0} failed (its process died)")]
+    PlaceFailed(Place),
+
+    /// The remote function panicked or could not run (its failure says where and why).
+    #[error("{0}")]
+    Remote(Failure),
+
+    /// Activities of a `finish` failed.
+    #[error(transparent)]
+    Finish(FinishError),
+
+    /// A runtime function was called outside the runtime (before `atoll::main` started it, or
+    /// on a thread of the program's own).
+    #[error("{0} was called outside the Atoll runtime: call it inside `#[atoll::main]` (or `atoll::run`), a remote function, or an activity")]
+    NotInRuntime(&'static str),
+}
+
+impl From<atoll_comm::Error> for Error {
+    fn from(error: atoll_comm::Error) -> Error {
+        match error {
+            atoll_comm::Error::PlaceFailed(place) => Error::PlaceFailed(place),
+            other => Error::Comm(other),
+        }
+    }
+}
+
+/// `Result` with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One activity that failed: where, in which remote function, and why.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Failure {
+    /// The place it ran at.
+    pub place: Place,
+    /// The remote function's path (`crate::module::name`), or `finish` for the body of a
+    /// finish itself.
+    pub function: String,
+    /// The panic message or the error.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}: {}", self.function, self.place, self.message)
+    }
+}
+
+/// The failures of the activities of one `finish`, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishError {
+    /// Every failed activity.
+    pub failures: Vec<Failure>,
+}
+
+impl fmt::Display for FinishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} activit{} of a finish failed", self.failures.len(), if self.failures.len() == 1 { "y" } else { "ies" })?;
+        for failure in &self.failures {
+            write!(f, "\n  - {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FinishError {}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked with a non-string payload".to_owned()
+    }
+}

@@ -1,0 +1,306 @@
+//! The runtime of one place: its transport, worker pool, remote functions, pending calls and
+//! finishes; start-up, the handlers of the runtime's messages, and shutdown.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use atoll_comm::{Comm, CommBuilder, HandlerId, Message, Payload, Place};
+
+use crate::call::PendingCalls;
+use crate::error::Failure;
+use crate::finish::{finish, Finishes};
+use crate::remote::Registry;
+use crate::scheduler::Scheduler;
+use crate::wire::{CallPrefix, Credit, CreditPrefix, ReplyPrefix, PREFIX};
+use crate::{Error, Result};
+
+/// A remote call (prefix: [`CallPrefix`]).
+pub(crate) const CALL: HandlerId = HandlerId::new(1);
+/// The reply to a call (prefix: [`ReplyPrefix`]).
+const REPLY: HandlerId = HandlerId::new(2);
+/// Finish credit returned home (prefix: [`CreditPrefix`]).
+const CREDIT: HandlerId = HandlerId::new(3);
+/// Place 0's main has returned and its root finish is complete: exit.
+const SHUTDOWN: HandlerId = HandlerId::new(4);
+
+/// How often idle workers look for places that died.
+const FAILURE_CHECK: Duration = Duration::from_millis(5);
+
+static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+
+/// The runtime of this place, or [`Error::NotInRuntime`] naming `what` was called.
+pub(crate) fn runtime(what: &'static str) -> Result<Arc<Runtime>> {
+    RUNTIME.get().cloned().ok_or(Error::NotInRuntime(what))
+}
+
+/// One place's runtime.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) comm: Comm,
+    pub(crate) scheduler: Arc<Scheduler>,
+    registry: Registry,
+    pub(crate) calls: PendingCalls,
+    pub(crate) finishes: Finishes,
+    pub(crate) next_call: AtomicU64,
+    pub(crate) next_finish: AtomicU64,
+    shutdown: AtomicBool,
+    failures_seen: AtomicUsize,
+    last_failure_check: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scheduler")
+    }
+}
+
+impl Runtime {
+    pub(crate) fn send_reply<T: Payload>(&self, to: Place, prefix: ReplyPrefix, value: &T) -> atoll_comm::Result<()> {
+        self.comm.send_framed(to, REPLY, &prefix.encode(), value)
+    }
+
+    pub(crate) fn send_credit(&self, credit: Credit, failures: &Vec<Failure>) -> atoll_comm::Result<()> {
+        let prefix = CreditPrefix {
+            finish: credit.finish,
+            exponent: credit.exponent,
+        };
+        self.comm.send_framed(credit.home, CREDIT, &prefix.encode(), failures)
+    }
+
+    fn on_call(self: &Arc<Self>, message: Message<'_>) -> atoll_comm::Result<()> {
+        let from = message.from();
+        let (raw, payload) = split(&message)?;
+        let prefix = CallPrefix::decode(raw, self.comm.len()).map_err(|message| handler_error(from, CALL, message))?;
+        match self.registry.get(prefix.function) {
+            Some(entry) => {
+                tracing::trace!(function = entry.name(), %from, "call");
+                entry.invoke(self, from, prefix, payload);
+            }
+            None => self.fail_call(
+                from,
+                prefix,
+                Failure {
+                    place: self.comm.here(),
+                    function: format!("<unknown remote function {:#x}>", prefix.function),
+                    message: format!(
+                        "{} has no remote function with id {:#x}: is every place running the same binary?",
+                        self.comm.here(),
+                        prefix.function
+                    ),
+                },
+            ),
+        }
+        Ok(())
+    }
+
+    fn on_reply(self: &Arc<Self>, message: Message<'_>) -> atoll_comm::Result<()> {
+        let (raw, payload) = split(&message)?;
+        self.reply_arrived(ReplyPrefix::decode(raw), payload);
+        Ok(())
+    }
+
+    fn on_credit(&self, message: Message<'_>) -> atoll_comm::Result<()> {
+        let (raw, payload) = split(&message)?;
+        let prefix = CreditPrefix::decode(raw);
+        let failures = payload.deserialize::<Vec<Failure>>()?;
+        self.finishes.credit_returned(prefix.finish, prefix.exponent, failures);
+        Ok(())
+    }
+
+    /// Fails what waits on places that died since the last look (rate-limited; cheap).
+    fn check_failures(&self) {
+        {
+            let mut last = self.last_failure_check.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < FAILURE_CHECK {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let failed = self.comm.failed_places();
+        if failed.len() > self.failures_seen.swap(failed.len(), Ordering::AcqRel) {
+            for place in failed {
+                self.fail_calls_to(place);
+            }
+            self.finishes.wake_all();
+        }
+    }
+}
+
+fn split<'a>(message: &Message<'a>) -> atoll_comm::Result<(&'a [u8], Message<'a>)> {
+    message
+        .split_prefix(PREFIX)
+        .ok_or_else(|| handler_error(message.from(), message.handler(), "message shorter than its prefix".into()))
+}
+
+fn handler_error(from: Place, handler: HandlerId, message: String) -> atoll_comm::Error {
+    atoll_comm::Error::Handler {
+        from,
+        handler: handler.get(),
+        message,
+    }
+}
+
+fn with_runtime(run: impl Fn(&Arc<Runtime>) -> atoll_comm::Result<()>) -> atoll_comm::Result<()> {
+    match RUNTIME.get() {
+        Some(rt) => run(rt),
+        None => Err(atoll_comm::Error::Bootstrap {
+            reason: "a runtime message arrived before the runtime started".into(),
+        }),
+    }
+}
+
+/// Starts the runtime of this place and runs `main` at place 0 inside a root `finish`; every
+/// other place serves remote activities. Returns when place 0's main has returned and every
+/// activity it started has ended, with the process's exit status (`#[atoll::main]` calls it).
+///
+/// Outside any launcher this process becomes the local launcher first: it starts
+/// `ATOLL_PLACES` copies of the program and exits with the job's status (never returning).
+pub fn run<F, Fut, E>(main: F) -> ExitCode
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match start_and_run(main) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("atoll: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start_and_run<F, Fut, E>(main: F) -> Result<ExitCode>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let registry = Registry::collect().map_err(|reason| Error::Comm(atoll_comm::Error::Bootstrap { reason }))?;
+    let comm = CommBuilder::new()
+        .handler(CALL, |_, message| with_runtime(|rt| rt.on_call(message)))
+        .handler(REPLY, |_, message| with_runtime(|rt| rt.on_reply(message)))
+        .handler(CREDIT, |_, message| with_runtime(|rt| rt.on_credit(message)))
+        .handler(SHUTDOWN, |_, _| {
+            with_runtime(|rt| {
+                rt.shutdown.store(true, Ordering::Release);
+                rt.scheduler.stop();
+                Ok(())
+            })
+        })
+        .init()?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = comm
+        .config()
+        .workers
+        .unwrap_or_else(|| (cores / comm.len()).max(1));
+    let (scheduler, mut deques) = Scheduler::new(comm.clone(), workers);
+    let rt = Arc::new(Runtime {
+        comm: comm.clone(),
+        scheduler: scheduler.clone(),
+        registry,
+        calls: PendingCalls::default(),
+        finishes: Finishes::default(),
+        next_call: AtomicU64::new(1),
+        next_finish: AtomicU64::new(0),
+        shutdown: AtomicBool::new(false),
+        failures_seen: AtomicUsize::new(0),
+        last_failure_check: Mutex::new(Instant::now()),
+    });
+    if RUNTIME.set(rt.clone()).is_err() {
+        return Err(Error::Comm(atoll_comm::Error::Bootstrap {
+            reason: "the runtime was started twice in one process".into(),
+        }));
+    }
+    let main_deque = deques.remove(0);
+    let threads: Vec<_> = deques
+        .into_iter()
+        .enumerate()
+        .map(|(i, deque)| {
+            let (scheduler, rt) = (scheduler.clone(), rt.clone());
+            std::thread::Builder::new()
+                .name(format!("atoll-worker-{}", i + 1))
+                .spawn(move || scheduler.work(deque, || false, || rt.check_failures()))
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|source| atoll_comm::Error::Io {
+            what: "starting worker threads".into(),
+            source,
+        })?;
+    let code = if comm.here().index() == 0 {
+        let outcome: Arc<Mutex<Option<Result<std::result::Result<(), E>>>>> = Arc::new(Mutex::new(None));
+        let slot = outcome.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let notifier = comm.clone();
+        scheduler.spawn(async move {
+            let result = finish(main()).await;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            finished.store(true, Ordering::Release);
+            notifier.notify();
+        });
+        scheduler.work(main_deque, || done.load(Ordering::Acquire), || rt.check_failures());
+        for place in comm.places().skip(1) {
+            if !comm.is_failed(place) {
+                comm.send(place, SHUTDOWN, &())?;
+            }
+        }
+        let result = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match result {
+            Some(Ok(Ok(()))) => ExitCode::SUCCESS,
+            Some(Ok(Err(error))) => {
+                eprintln!("atoll: main returned an error: {error}");
+                ExitCode::FAILURE
+            }
+            Some(Err(error)) => {
+                eprintln!("atoll: {error}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::FAILURE,
+        }
+    } else {
+        scheduler.work(main_deque, || rt.shutdown.load(Ordering::Acquire), || rt.check_failures());
+        ExitCode::SUCCESS
+    };
+    // Everything this place sent is taken before it exits; then the workers stop.
+    let flushed = comm.flush();
+    scheduler.stop();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    flushed?;
+    Ok(code)
+}
+
+/// This place.
+///
+/// # Panics
+/// Outside the runtime.
+pub fn here() -> Place {
+    match runtime("here()") {
+        Ok(rt) => rt.comm.here(),
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// The number of places of the job.
+///
+/// # Panics
+/// Outside the runtime.
+pub fn num_places() -> usize {
+    match runtime("num_places()") {
+        Ok(rt) => rt.comm.len(),
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// Every place of the job, in order.
+///
+/// # Panics
+/// Outside the runtime.
+pub fn places() -> impl Iterator<Item = Place> {
+    (0..num_places()).map(Place::new)
+}

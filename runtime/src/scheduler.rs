@@ -1,0 +1,135 @@
+//! The worker pool of one place: work-stealing deques (crossbeam-deque), one per worker, and
+//! an injector for tasks made ready by threads that are not workers. Idle workers drive the
+//! transport: they deliver arrived messages (which spawn activities) and sleep on the place's
+//! doorbell, which both a sender and a local `spawn` ring.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_task::Runnable;
+use atoll_comm::Comm;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+thread_local! {
+    /// The deque of the worker running on this thread, if it is one.
+    static LOCAL: RefCell<Option<Worker<Runnable>>> = const { RefCell::new(None) };
+}
+
+/// The tasks of one place.
+pub(crate) struct Scheduler {
+    injector: Injector<Runnable>,
+    stealers: Vec<Stealer<Runnable>>,
+    comm: Comm,
+    stop: AtomicBool,
+}
+
+impl Scheduler {
+    /// A scheduler for `workers` workers, and their deques (to hand to [`Scheduler::work`]).
+    pub(crate) fn new(comm: Comm, workers: usize) -> (Arc<Scheduler>, Vec<Worker<Runnable>>) {
+        let deques: Vec<Worker<Runnable>> = (0..workers).map(|_| Worker::new_lifo()).collect();
+        let scheduler = Scheduler {
+            injector: Injector::new(),
+            stealers: deques.iter().map(Worker::stealer).collect(),
+            comm,
+            stop: AtomicBool::new(false),
+        };
+        (Arc::new(scheduler), deques)
+    }
+
+    /// Runs `future` as a task of this place.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let scheduler = Arc::downgrade(self);
+        let schedule = move |runnable: Runnable| {
+            if let Some(scheduler) = scheduler.upgrade() {
+                scheduler.schedule(runnable);
+            }
+        };
+        let (runnable, task) = async_task::spawn(future, schedule);
+        runnable.schedule();
+        task.detach();
+    }
+
+    fn schedule(&self, runnable: Runnable) {
+        let pushed_locally = LOCAL.with(|local| match local.borrow().as_ref() {
+            Some(worker) => {
+                worker.push(runnable);
+                None
+            }
+            None => Some(runnable),
+        });
+        if let Some(runnable) = pushed_locally {
+            self.injector.push(runnable);
+        }
+        // A sleeping worker of this place looks again.
+        self.comm.notify();
+    }
+
+    /// Whether any task waits to run.
+    fn has_work(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    fn find_task(&self) -> Option<Runnable> {
+        if let Some(task) = LOCAL.with(|local| local.borrow().as_ref().and_then(Worker::pop)) {
+            return Some(task);
+        }
+        loop {
+            let mut retry = false;
+            let stolen = LOCAL.with(|local| match local.borrow().as_ref() {
+                Some(worker) => self.injector.steal_batch_and_pop(worker),
+                None => self.injector.steal(),
+            });
+            match stolen {
+                Steal::Success(task) => return Some(task),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            for stealer in &self.stealers {
+                match stealer.steal() {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    /// Runs tasks on this thread, with `deque` as its worker deque, until `done()` holds or
+    /// the scheduler stops. `on_idle` runs whenever the worker finds nothing to do.
+    pub(crate) fn work(&self, deque: Worker<Runnable>, mut done: impl FnMut() -> bool, mut on_idle: impl FnMut()) {
+        LOCAL.with(|local| *local.borrow_mut() = Some(deque));
+        while !done() && !self.stop.load(Ordering::Acquire) {
+            if let Some(task) = self.find_task() {
+                task.run();
+                continue;
+            }
+            // Deliver messages (they spawn activities) and sleep until there is work.
+            let _ = self.comm.wait_until(|| {
+                on_idle();
+                done() || self.stop.load(Ordering::Acquire) || self.has_work()
+            });
+        }
+        // Tasks left in this deque go to the injector, for whoever still runs.
+        LOCAL.with(|local| {
+            if let Some(worker) = local.borrow_mut().take() {
+                while let Some(task) = worker.pop() {
+                    self.injector.push(task);
+                }
+            }
+        });
+    }
+
+    /// Makes every worker leave [`Scheduler::work`].
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.comm.notify();
+    }
+}

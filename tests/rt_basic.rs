@@ -1,0 +1,250 @@
+//! The runtime through real processes: `at!` with every kind of argument, `finish` over a
+//! recursive tree of activities across 4 places under chaos, a panic two levels deep, an
+//! unknown remote function.
+//!
+//! The test binary is both the driver (run by `cargo test`: one job per case through the local
+//! launcher) and the place program (with `ATOLL_RT_CASE` set).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use atoll::prelude::*;
+use atoll::Error;
+use atoll_testkit::run_job;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const CASE_VAR: &str = "ATOLL_RT_CASE";
+
+fn main() -> ExitCode {
+    if let Ok(case) = std::env::var(CASE_VAR) {
+        return atoll::run(move || async move {
+            let result = match case.as_str() {
+                "at_arguments" => at_arguments().await,
+                "finish_tree" => finish_tree().await,
+                "panic_two_levels" => panic_two_levels().await,
+                "unknown_function" => unknown_function().await,
+                other => Err(format!("unknown case {other}")),
+            };
+            match &result {
+                Ok(()) => println!("{case}: ok"),
+                Err(message) => eprintln!("{case} failed: {message}"),
+            }
+            result
+        });
+    }
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let cases: [(&str, usize, bool); 5] = [
+        ("at_arguments", 3, false),
+        ("finish_tree", 4, false),
+        ("finish_tree", 4, true),
+        ("panic_two_levels", 3, true),
+        ("unknown_function", 2, false),
+    ];
+    let trials = cases
+        .into_iter()
+        .map(|(case, places, chaos)| {
+            let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
+            Trial::test(name, move || run_case(case, places, chaos))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn run_case(case: &str, places: usize, chaos: bool) -> Result<(), Failed> {
+    let mut env = vec![(CASE_VAR, case.to_string())];
+    if chaos {
+        env.push(("ATOLL_CHAOS", "11".to_string()));
+    }
+    let out = run_job(places, &env, Duration::from_secs(120))?;
+    if !out.status.success() || !out.stdout.contains(&format!("[place 0] {case}: ok")) {
+        return Err(format!("job failed\n{}", out.describe()).into());
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// at! with every kind of argument
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+struct Inner {
+    name: String,
+    weights: Vec<f64>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+struct Outer {
+    id: u32,
+    inner: Vec<Inner>,
+    tag: Option<String>,
+}
+
+#[atoll::remote]
+async fn unit() {}
+
+#[atoll::remote]
+async fn add(a: u64, b: i32, c: f64) -> f64 {
+    a as f64 + f64::from(b) + c
+}
+
+#[atoll::remote]
+async fn describe(name: String, values: Vec<u32>) -> String {
+    format!("{name}:{}@{}", values.iter().sum::<u32>(), here())
+}
+
+#[atoll::remote]
+async fn grow(mut outer: Outer) -> Outer {
+    outer.id += 1;
+    outer.inner.push(Inner { name: format!("{}", here()), weights: vec![1.5] });
+    outer
+}
+
+#[atoll::remote]
+async fn checksum(data: Vec<u8>) -> (u64, usize) {
+    (data.iter().map(|&b| u64::from(b)).sum(), data.len())
+}
+
+async fn at_arguments() -> Result<(), String> {
+    let err = |e: Error| e.to_string();
+    for place in places() {
+        at!(place, unit()).await.map_err(err)?;
+        let sum = at!(place, add(1, -2, 0.5)).await.map_err(err)?;
+        if sum != -0.5 {
+            return Err(format!("add at {place} gave {sum}"));
+        }
+        let text = at!(place, describe("n".to_string(), vec![1, 2, 3])).await.map_err(err)?;
+        if text != format!("n:6@{place}") {
+            return Err(format!("describe at {place} gave {text}"));
+        }
+        let outer = Outer {
+            id: 7,
+            inner: vec![Inner { name: "x".into(), weights: vec![0.25, 2.0] }],
+            tag: Some("t".into()),
+        };
+        let grown = at!(place, grow(outer.clone())).await.map_err(err)?;
+        let mut expected = outer;
+        expected.id = 8;
+        expected.inner.push(Inner { name: place.to_string(), weights: vec![1.5] });
+        if grown != expected {
+            return Err(format!("grow at {place} gave {grown:?}"));
+        }
+        // Above the eager threshold: rendezvous.
+        let data: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+        let want = (data.iter().map(|&b| u64::from(b)).sum::<u64>(), data.len());
+        let got = at!(place, checksum(data)).await.map_err(err)?;
+        if got != want {
+            return Err(format!("checksum at {place} gave {got:?}, expected {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// finish over a recursive tree of activities
+
+static EXECUTED: AtomicU64 = AtomicU64::new(0);
+const LEAVES: u64 = 50_000;
+
+/// One activity per node of a binary tree over `lo..hi`; children go to the next places.
+#[atoll::remote]
+async fn tree(lo: u64, hi: u64) {
+    EXECUTED.fetch_add(1, Ordering::Relaxed);
+    if hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        let n = num_places();
+        async_at!(Place::new((here().index() + 1) % n), tree(lo, mid));
+        async_at!(Place::new((here().index() + 2) % n), tree(mid, hi));
+    }
+}
+
+#[atoll::remote]
+async fn executed() -> u64 {
+    EXECUTED.load(Ordering::Relaxed)
+}
+
+async fn finish_tree() -> Result<(), String> {
+    finish(async {
+        async_at!(Place::new(1), tree(0, LEAVES));
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    // Counted right after the finish: had it returned before the last activity ended, the
+    // sum would fall short.
+    let mut total = 0;
+    for place in places() {
+        total += at!(place, executed()).await.map_err(|e| e.to_string())?;
+    }
+    let expected = 2 * LEAVES - 1;
+    if total != expected {
+        return Err(format!("{total} activities ran, expected {expected}"));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// failures
+
+#[atoll::remote]
+async fn level_two() {
+    panic!("deliberate failure two levels down");
+}
+
+#[atoll::remote]
+async fn level_one() {
+    async_at!(Place::new(2), level_two());
+}
+
+async fn panic_two_levels() -> Result<(), String> {
+    let outcome = finish(async {
+        async_at!(Place::new(1), level_one());
+    })
+    .await;
+    match outcome {
+        Err(Error::Finish(error)) => {
+            let [failure] = error.failures.as_slice() else {
+                return Err(format!("expected one failure, got {error}"));
+            };
+            let ok = failure.place == Place::new(2)
+                && failure.function.ends_with("::level_two")
+                && failure.message.contains("deliberate failure");
+            if !ok {
+                return Err(format!("wrong failure: {failure}"));
+            }
+            Ok(())
+        }
+        other => Err(format!("finish gave {other:?}")),
+    }
+}
+
+/// A remote function no place registered (as a message from a different binary would name).
+struct Unregistered;
+
+impl atoll::__private::RemoteFn for Unregistered {
+    type Args = (u64,);
+    type Output = u64;
+    const NAME: &'static str = "rt_basic::unregistered";
+    const ID: u64 = 0xA7011_0000_0000_0001;
+    fn call((x,): (u64,)) -> atoll::__private::BoxFuture<u64> {
+        Box::pin(async move { x })
+    }
+}
+
+async fn unknown_function() -> Result<(), String> {
+    match atoll_runtime_call::<Unregistered>(Place::new(1), (5,)).await {
+        Err(Error::Remote(failure)) if failure.message.contains("no remote function with id") => Ok(()),
+        other => Err(format!("an unknown function gave {other:?}")),
+    }
+}
+
+/// `at!` spelled out, for a type that is not a `#[atoll::remote]` module.
+async fn atoll_runtime_call<R>(place: Place, args: R::Args) -> atoll::Result<R::Output>
+where
+    R: atoll::__private::RemoteFn,
+    R::Args: atoll::__private::Wire,
+    R::Output: atoll::__private::Wire,
+{
+    atoll::__private::call_at::<R>(place, args).await
+}
