@@ -45,13 +45,29 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 section "build (release: tests, examples, benches)"
 cargo build --workspace --all-targets --release
 
-section "example: pingpong (2 places, default provider)"
-out="$(timeout -s KILL 120 cargo run --release --example pingpong 2>&1)"
-echo "$out"
-grep -q '^\[place 1\] hello from place 1 of 2' <<<"$out"
-grep -q '^\[place 0\] place 0 done' <<<"$out"
+section "examples (2 places, default provider)"
+run_example() {
+    # run_example NAME PATTERN [ARGS...]: the example's output must contain PATTERN.
+    local name="$1" pattern="$2"
+    shift 2
+    local out
+    out="$(timeout -s KILL 120 cargo run --release --example "$name" -- "$@" 2>&1)" || {
+        echo "$out"
+        echo "example $name failed" >&2
+        exit 1
+    }
+    echo "$out"
+    grep -q -- "$pattern" <<<"$out" || {
+        echo "example $name: output lacks '$pattern'" >&2
+        exit 1
+    }
+}
+run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
+run_example pingpong '^\[place 0\] place 0 done'
+run_example fibonacci '^\[place 0\] fib(30) = 832040 .*(checked)' 30
+ATOLL_PLACES=4 run_example fibonacci '^\[place 0\] fib(30) = 832040 on 4 places' 30
 
-section "tests (unit, doc, conformance at 2/3/8 places with and without chaos, launch, benches as smoke runs)"
+section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, benches as smoke runs)"
 timeout -s KILL 2400 cargo test --workspace --release --all-targets
 timeout -s KILL 600 cargo test --workspace --release --doc
 

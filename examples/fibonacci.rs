@@ -31,7 +31,10 @@ async fn fib(n: u64) -> u64 {
 
 #[atoll::main]
 async fn main() -> atoll::Result<()> {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
     let start = std::time::Instant::now();
     let value = at!(here(), fib(n)).await?;
     let elapsed = start.elapsed();
@@ -43,6 +46,9 @@ async fn main() -> atoll::Result<()> {
             message: format!("fib({n}) = {value}, but the sequential count is {expected}"),
         }));
     }
-    println!("fib({n}) = {value} on {} places in {elapsed:.2?} (checked)", num_places());
+    println!(
+        "fib({n}) = {value} on {} places in {elapsed:.2?} (checked)",
+        num_places()
+    );
     Ok(())
 }

@@ -4,8 +4,7 @@ pub use atoll_comm as comm;
 pub use atoll_comm::{CommBuilder, HandlerId, Message, Region, RemoteKey};
 pub use atoll_macros::{main, remote};
 pub use atoll_runtime::{
-    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, Place,
-    Result,
+    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, Place, Result,
 };
 
 /// What programs written against Atoll use: `use atoll::prelude::*;`.

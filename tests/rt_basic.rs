@@ -98,7 +98,10 @@ async fn describe(name: String, values: Vec<u32>) -> String {
 #[atoll::remote]
 async fn grow(mut outer: Outer) -> Outer {
     outer.id += 1;
-    outer.inner.push(Inner { name: format!("{}", here()), weights: vec![1.5] });
+    outer.inner.push(Inner {
+        name: format!("{}", here()),
+        weights: vec![1.5],
+    });
     outer
 }
 
@@ -115,19 +118,27 @@ async fn at_arguments() -> Result<(), String> {
         if sum != -0.5 {
             return Err(format!("add at {place} gave {sum}"));
         }
-        let text = at!(place, describe("n".to_string(), vec![1, 2, 3])).await.map_err(err)?;
+        let text = at!(place, describe("n".to_string(), vec![1, 2, 3]))
+            .await
+            .map_err(err)?;
         if text != format!("n:6@{place}") {
             return Err(format!("describe at {place} gave {text}"));
         }
         let outer = Outer {
             id: 7,
-            inner: vec![Inner { name: "x".into(), weights: vec![0.25, 2.0] }],
+            inner: vec![Inner {
+                name: "x".into(),
+                weights: vec![0.25, 2.0],
+            }],
             tag: Some("t".into()),
         };
         let grown = at!(place, grow(outer.clone())).await.map_err(err)?;
         let mut expected = outer;
         expected.id = 8;
-        expected.inner.push(Inner { name: place.to_string(), weights: vec![1.5] });
+        expected.inner.push(Inner {
+            name: place.to_string(),
+            weights: vec![1.5],
+        });
         if grown != expected {
             return Err(format!("grow at {place} gave {grown:?}"));
         }
@@ -136,7 +147,9 @@ async fn at_arguments() -> Result<(), String> {
         let want = (data.iter().map(|&b| u64::from(b)).sum::<u64>(), data.len());
         let got = at!(place, checksum(data)).await.map_err(err)?;
         if got != want {
-            return Err(format!("checksum at {place} gave {got:?}, expected {want:?}"));
+            return Err(format!(
+                "checksum at {place} gave {got:?}, expected {want:?}"
+            ));
         }
     }
     Ok(())
@@ -226,7 +239,7 @@ impl atoll::__private::RemoteFn for Unregistered {
     type Args = (u64,);
     type Output = u64;
     const NAME: &'static str = "rt_basic::unregistered";
-    const ID: u64 = 0xA7011_0000_0000_0001;
+    const ID: u64 = 0xA701_1000_0000_0001;
     fn call((x,): (u64,)) -> atoll::__private::BoxFuture<u64> {
         Box::pin(async move { x })
     }
@@ -234,7 +247,9 @@ impl atoll::__private::RemoteFn for Unregistered {
 
 async fn unknown_function() -> Result<(), String> {
     match atoll_runtime_call::<Unregistered>(Place::new(1), (5,)).await {
-        Err(Error::Remote(failure)) if failure.message.contains("no remote function with id") => Ok(()),
+        Err(Error::Remote(failure)) if failure.message.contains("no remote function with id") => {
+            Ok(())
+        }
         other => Err(format!("an unknown function gave {other:?}")),
     }
 }

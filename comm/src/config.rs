@@ -145,7 +145,11 @@ impl Config {
     /// `Config` built by hand gets the same checks as one read from the environment.
     pub fn validate(&self) -> Result<()> {
         if self.workers == Some(0) {
-            return Err(invalid(WORKERS, "0", "a whole number of worker threads, at least 1"));
+            return Err(invalid(
+                WORKERS,
+                "0",
+                "a whole number of worker threads, at least 1",
+            ));
         }
         if self.places == 0 {
             return Err(invalid(PLACES, "0", "a whole number of places, at least 1"));

@@ -29,7 +29,9 @@ pub(crate) struct PendingCalls {
 
 impl std::fmt::Debug for PendingCalls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingCalls").field("len", &self.lock().len()).finish()
+        f.debug_struct("PendingCalls")
+            .field("len", &self.lock().len())
+            .finish()
     }
 }
 
@@ -50,8 +52,15 @@ impl PendingCalls {
     pub(crate) fn fail_place(&self, place: Place) {
         let failed: Vec<Complete> = {
             let mut calls = self.lock();
-            let ids: Vec<u64> = calls.iter().filter(|(_, (p, _))| *p == place).map(|(id, _)| *id).collect();
-            ids.into_iter().filter_map(|id| calls.remove(&id)).map(|(_, c)| c).collect()
+            let ids: Vec<u64> = calls
+                .iter()
+                .filter(|(_, (p, _))| *p == place)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| calls.remove(&id))
+                .map(|(_, c)| c)
+                .collect()
         };
         for complete in failed {
             complete(Err(Error::PlaceFailed(place)), false);
@@ -106,7 +115,10 @@ where
             exponent: 0,
         }),
     };
-    if let Err(error) = rt.comm.send_framed(place, crate::runtime::CALL, &prefix.encode(), &args) {
+    if let Err(error) = rt
+        .comm
+        .send_framed(place, crate::runtime::CALL, &prefix.encode(), &args)
+    {
         rt.calls.take(call);
         // The split-off share never left: give it back to the finish.
         return_credit(&rt, credit, Vec::new());
@@ -149,7 +161,10 @@ where
             exponent: 0,
         }),
     };
-    if let Err(error) = rt.comm.send_framed(place, crate::runtime::CALL, &prefix.encode(), &args) {
+    if let Err(error) = rt
+        .comm
+        .send_framed(place, crate::runtime::CALL, &prefix.encode(), &args)
+    {
         let failure = Failure {
             place,
             function: R::NAME.to_owned(),
@@ -180,30 +195,59 @@ where
         }
     };
     let call = prefix.call;
-    rt.spawn_activity(credit, R::NAME, R::call(args), move |rt, outcome, credit| {
-        if call == 0 {
-            return_credit(rt, credit, outcome.err().into_iter().collect());
-            return;
-        }
-        // The caller's place is the finish's home: the credit travels with the reply.
-        let (piggyback, credit) = match credit {
-            Some(c) if c.home == from => (Some((c.finish, c.exponent)), None),
-            other => (None, other),
-        };
-        return_credit(rt, credit, Vec::new());
-        let sent = match &outcome {
-            Ok(value) => rt.send_reply(from, ReplyPrefix { call, ok: true, credit: piggyback }, value),
-            Err(failure) => rt.send_reply(from, ReplyPrefix { call, ok: false, credit: piggyback }, failure),
-        };
-        if let Err(error) = sent {
-            let failure = Failure {
-                place: rt.comm.here(),
-                function: R::NAME.to_owned(),
-                message: format!("its result could not be sent: {error}"),
+    rt.spawn_activity(
+        credit,
+        R::NAME,
+        R::call(args),
+        move |rt, outcome, credit| {
+            if call == 0 {
+                return_credit(rt, credit, outcome.err().into_iter().collect());
+                return;
+            }
+            // The caller's place is the finish's home: the credit travels with the reply.
+            let (piggyback, credit) = match credit {
+                Some(c) if c.home == from => (Some((c.finish, c.exponent)), None),
+                other => (None, other),
             };
-            let _ = rt.send_reply(from, ReplyPrefix { call, ok: false, credit: piggyback }, &failure);
-        }
-    });
+            return_credit(rt, credit, Vec::new());
+            let sent = match &outcome {
+                Ok(value) => rt.send_reply(
+                    from,
+                    ReplyPrefix {
+                        call,
+                        ok: true,
+                        credit: piggyback,
+                    },
+                    value,
+                ),
+                Err(failure) => rt.send_reply(
+                    from,
+                    ReplyPrefix {
+                        call,
+                        ok: false,
+                        credit: piggyback,
+                    },
+                    failure,
+                ),
+            };
+            if let Err(error) = sent {
+                let failure = Failure {
+                    place: rt.comm.here(),
+                    function: R::NAME.to_owned(),
+                    message: format!("its result could not be sent: {error}"),
+                };
+                let _ = rt.send_reply(
+                    from,
+                    ReplyPrefix {
+                        call,
+                        ok: false,
+                        credit: piggyback,
+                    },
+                    &failure,
+                );
+            }
+        },
+    );
 }
 
 impl Runtime {
@@ -222,13 +266,16 @@ impl Runtime {
         let rt = self.clone();
         let activity: Arc<Activity> = Activity::new(credit);
         self.scheduler.spawn(async move {
-            let outcome = InActivity::new(activity.clone(), std::panic::AssertUnwindSafe(future).catch_unwind())
-                .await
-                .map_err(|panic| Failure {
-                    place: rt.comm.here(),
-                    function: name.to_owned(),
-                    message: panic_message(&*panic),
-                });
+            let outcome = InActivity::new(
+                activity.clone(),
+                std::panic::AssertUnwindSafe(future).catch_unwind(),
+            )
+            .await
+            .map_err(|panic| Failure {
+                place: rt.comm.here(),
+                function: name.to_owned(),
+                message: panic_message(&*panic),
+            });
             done(&rt, outcome, activity.take());
         });
     }
@@ -246,7 +293,11 @@ impl Runtime {
             other => (None, other),
         };
         return_credit(self, credit, Vec::new());
-        let reply = ReplyPrefix { call: prefix.call, ok: false, credit: piggyback };
+        let reply = ReplyPrefix {
+            call: prefix.call,
+            ok: false,
+            credit: piggyback,
+        };
         if let Err(error) = self.send_reply(from, reply, &failure) {
             tracing::warn!(%error, %from, "could not answer a failed call");
         }

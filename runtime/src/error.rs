@@ -69,7 +69,12 @@ pub struct FinishError {
 
 impl fmt::Display for FinishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} activit{} of a finish failed", self.failures.len(), if self.failures.len() == 1 { "y" } else { "ies" })?;
+        write!(
+            f,
+            "{} activit{} of a finish failed",
+            self.failures.len(),
+            if self.failures.len() == 1 { "y" } else { "ies" }
+        )?;
         for failure in &self.failures {
             write!(f, "\n  - {failure}")?;
         }

@@ -29,7 +29,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-
 use crate::activity::{Activity, InActivity};
 use crate::error::{Failure, FinishError};
 use crate::runtime::{runtime, Runtime};
@@ -85,7 +84,10 @@ impl Finishes {
         let waker = {
             let mut states = self.lock();
             let Some(state) = states.get_mut(&id) else {
-                tracing::warn!(finish = id, "credit for a finish this place does not know; ignored");
+                tracing::warn!(
+                    finish = id,
+                    "credit for a finish this place does not know; ignored"
+                );
                 return;
             };
             state.failures.extend(failures);
@@ -102,7 +104,11 @@ impl Finishes {
 
     /// Wakes every waiting finish (a place died: they must look at the failed places).
     pub(crate) fn wake_all(&self) {
-        let wakers: Vec<Waker> = self.lock().values_mut().filter_map(|s| s.waker.take()).collect();
+        let wakers: Vec<Waker> = self
+            .lock()
+            .values_mut()
+            .filter_map(|s| s.waker.take())
+            .collect();
         wakers.into_iter().for_each(Waker::wake);
     }
 
@@ -208,7 +214,8 @@ pub(crate) fn return_credit(rt: &Runtime, credit: Option<Credit>, failures: Vec<
         return;
     };
     if credit.home == rt.comm.here() {
-        rt.finishes.credit_returned(credit.finish, credit.exponent, failures);
+        rt.finishes
+            .credit_returned(credit.finish, credit.exponent, failures);
     } else if let Err(error) = rt.send_credit(credit, &failures) {
         // The home is gone (or unreachable): its finish fails with PlaceFailed there.
         tracing::warn!(%error, home = %credit.home, "could not return credit");

@@ -114,7 +114,13 @@ impl RemoteEntry {
         self.name
     }
 
-    pub(crate) fn invoke(&self, rt: &Arc<Runtime>, from: Place, prefix: CallPrefix, message: Message<'_>) {
+    pub(crate) fn invoke(
+        &self,
+        rt: &Arc<Runtime>,
+        from: Place,
+        prefix: CallPrefix,
+        message: Message<'_>,
+    ) {
         (self.invoke)(rt, from, prefix, message)
     }
 }

@@ -31,6 +31,9 @@ const FAILURE_CHECK: Duration = Duration::from_millis(5);
 
 static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
 
+/// What place 0's main ended with: its own result, inside the root finish's.
+type MainOutcome<E> = Option<Result<std::result::Result<(), E>>>;
+
 /// The runtime of this place, or [`Error::NotInRuntime`] naming `what` was called.
 pub(crate) fn runtime(what: &'static str) -> Result<Arc<Runtime>> {
     RUNTIME.get().cloned().ok_or(Error::NotInRuntime(what))
@@ -58,22 +61,33 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Runtime {
-    pub(crate) fn send_reply<T: Payload>(&self, to: Place, prefix: ReplyPrefix, value: &T) -> atoll_comm::Result<()> {
+    pub(crate) fn send_reply<T: Payload>(
+        &self,
+        to: Place,
+        prefix: ReplyPrefix,
+        value: &T,
+    ) -> atoll_comm::Result<()> {
         self.comm.send_framed(to, REPLY, &prefix.encode(), value)
     }
 
-    pub(crate) fn send_credit(&self, credit: Credit, failures: &Vec<Failure>) -> atoll_comm::Result<()> {
+    pub(crate) fn send_credit(
+        &self,
+        credit: Credit,
+        failures: &Vec<Failure>,
+    ) -> atoll_comm::Result<()> {
         let prefix = CreditPrefix {
             finish: credit.finish,
             exponent: credit.exponent,
         };
-        self.comm.send_framed(credit.home, CREDIT, &prefix.encode(), failures)
+        self.comm
+            .send_framed(credit.home, CREDIT, &prefix.encode(), failures)
     }
 
     fn on_call(self: &Arc<Self>, message: Message<'_>) -> atoll_comm::Result<()> {
         let from = message.from();
         let (raw, payload) = split(&message)?;
-        let prefix = CallPrefix::decode(raw, self.comm.len()).map_err(|message| handler_error(from, CALL, message))?;
+        let prefix = CallPrefix::decode(raw, self.comm.len())
+            .map_err(|message| handler_error(from, CALL, message))?;
         match self.registry.get(prefix.function) {
             Some(entry) => {
                 tracing::trace!(function = entry.name(), %from, "call");
@@ -106,14 +120,18 @@ impl Runtime {
         let (raw, payload) = split(&message)?;
         let prefix = CreditPrefix::decode(raw);
         let failures = payload.deserialize::<Vec<Failure>>()?;
-        self.finishes.credit_returned(prefix.finish, prefix.exponent, failures);
+        self.finishes
+            .credit_returned(prefix.finish, prefix.exponent, failures);
         Ok(())
     }
 
     /// Fails what waits on places that died since the last look (rate-limited; cheap).
     fn check_failures(&self) {
         {
-            let mut last = self.last_failure_check.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last_failure_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if last.elapsed() < FAILURE_CHECK {
                 return;
             }
@@ -130,9 +148,13 @@ impl Runtime {
 }
 
 fn split<'a>(message: &Message<'a>) -> atoll_comm::Result<(&'a [u8], Message<'a>)> {
-    message
-        .split_prefix(PREFIX)
-        .ok_or_else(|| handler_error(message.from(), message.handler(), "message shorter than its prefix".into()))
+    message.split_prefix(PREFIX).ok_or_else(|| {
+        handler_error(
+            message.from(),
+            message.handler(),
+            "message shorter than its prefix".into(),
+        )
+    })
 }
 
 fn handler_error(from: Place, handler: HandlerId, message: String) -> atoll_comm::Error {
@@ -179,11 +201,14 @@ where
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let registry = Registry::collect().map_err(|reason| Error::Comm(atoll_comm::Error::Bootstrap { reason }))?;
+    let registry = Registry::collect()
+        .map_err(|reason| Error::Comm(atoll_comm::Error::Bootstrap { reason }))?;
     let comm = CommBuilder::new()
         .handler(CALL, |_, message| with_runtime(|rt| rt.on_call(message)))
         .handler(REPLY, |_, message| with_runtime(|rt| rt.on_reply(message)))
-        .handler(CREDIT, |_, message| with_runtime(|rt| rt.on_credit(message)))
+        .handler(CREDIT, |_, message| {
+            with_runtime(|rt| rt.on_credit(message))
+        })
         .handler(SHUTDOWN, |_, _| {
             with_runtime(|rt| {
                 rt.shutdown.store(true, Ordering::Release);
@@ -231,7 +256,7 @@ where
             source,
         })?;
     let code = if comm.here().index() == 0 {
-        let outcome: Arc<Mutex<Option<Result<std::result::Result<(), E>>>>> = Arc::new(Mutex::new(None));
+        let outcome: Arc<Mutex<MainOutcome<E>>> = Arc::new(Mutex::new(None));
         let slot = outcome.clone();
         let done = Arc::new(AtomicBool::new(false));
         let finished = done.clone();
@@ -242,7 +267,11 @@ where
             finished.store(true, Ordering::Release);
             notifier.notify();
         });
-        scheduler.work(main_deque, || done.load(Ordering::Acquire), || rt.check_failures());
+        scheduler.work(
+            main_deque,
+            || done.load(Ordering::Acquire),
+            || rt.check_failures(),
+        );
         for place in comm.places().skip(1) {
             if !comm.is_failed(place) {
                 comm.send(place, SHUTDOWN, &())?;
@@ -262,7 +291,11 @@ where
             None => ExitCode::FAILURE,
         }
     } else {
-        scheduler.work(main_deque, || rt.shutdown.load(Ordering::Acquire), || rt.check_failures());
+        scheduler.work(
+            main_deque,
+            || rt.shutdown.load(Ordering::Acquire),
+            || rt.check_failures(),
+        );
         ExitCode::SUCCESS
     };
     // Everything this place sent is taken before it exits; then the workers stop.

@@ -104,7 +104,12 @@ impl Scheduler {
 
     /// Runs tasks on this thread, with `deque` as its worker deque, until `done()` holds or
     /// the scheduler stops. `on_idle` runs whenever the worker finds nothing to do.
-    pub(crate) fn work(&self, deque: Worker<Runnable>, mut done: impl FnMut() -> bool, mut on_idle: impl FnMut()) {
+    pub(crate) fn work(
+        &self,
+        deque: Worker<Runnable>,
+        mut done: impl FnMut() -> bool,
+        mut on_idle: impl FnMut(),
+    ) {
         LOCAL.with(|local| *local.borrow_mut() = Some(deque));
         while !done() && !self.stop.load(Ordering::Acquire) {
             if let Some(task) = self.find_task() {

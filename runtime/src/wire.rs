@@ -73,7 +73,9 @@ impl CallPrefix {
         let home = half(b, 24) as usize;
         let finish = word(b, 16);
         if finish != NO_FINISH && home >= places {
-            return Err(format!("call names a finish at place {home}, outside 0..{places}"));
+            return Err(format!(
+                "call names a finish at place {home}, outside 0..{places}"
+            ));
         }
         Ok(CallPrefix {
             function: word(b, 0),
@@ -133,15 +135,36 @@ mod tests {
         let call = CallPrefix {
             function: 0xDEAD_BEEF,
             call: 7,
-            credit: Credit { home: Place::new(3), finish: 9, exponent: 4 },
+            credit: Credit {
+                home: Place::new(3),
+                finish: 9,
+                exponent: 4,
+            },
         };
         let back = CallPrefix::decode(&call.encode(), 4).expect("valid");
-        assert_eq!((back.function, back.call, back.credit), (call.function, call.call, call.credit));
-        assert!(CallPrefix::decode(&call.encode(), 2).is_err(), "home outside the job");
-        let reply = ReplyPrefix { call: 5, ok: true, credit: Some((2, 3)) };
+        assert_eq!(
+            (back.function, back.call, back.credit),
+            (call.function, call.call, call.credit)
+        );
+        assert!(
+            CallPrefix::decode(&call.encode(), 2).is_err(),
+            "home outside the job"
+        );
+        let reply = ReplyPrefix {
+            call: 5,
+            ok: true,
+            credit: Some((2, 3)),
+        };
         let back = ReplyPrefix::decode(&reply.encode());
         assert_eq!((back.call, back.ok, back.credit), (5, true, Some((2, 3))));
-        let none = ReplyPrefix::decode(&ReplyPrefix { call: 5, ok: false, credit: None }.encode());
+        let none = ReplyPrefix::decode(
+            &ReplyPrefix {
+                call: 5,
+                ok: false,
+                credit: None,
+            }
+            .encode(),
+        );
         assert_eq!(none.credit, None);
     }
 }

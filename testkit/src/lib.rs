@@ -1,7 +1,6 @@
 //! Run this test binary as a job of several places through the local
 //! launcher, bounded in time, with its output captured.
 
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,8 +10,11 @@ use wait_timeout::ChildExt;
 /// What a finished job left behind.
 #[derive(Debug)]
 pub struct JobOutput {
+    /// How the launcher exited.
     pub status: std::process::ExitStatus,
+    /// Everything the job wrote to stdout (tagged `[place k]`).
     pub stdout: String,
+    /// Everything the job wrote to stderr.
     pub stderr: String,
 }
 
