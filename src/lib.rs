@@ -4,12 +4,15 @@ pub use atoll_comm as comm;
 pub use atoll_comm::{CommBuilder, HandlerId, Message, Region, RemoteKey};
 pub use atoll_macros::{main, remote};
 pub use atoll_runtime::{
-    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, Place, Result,
+    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, GlobalRef,
+    ObjectId, Place, PlaceLocal, Result,
 };
 
 /// What programs written against Atoll use: `use atoll::prelude::*;`.
 pub mod prelude {
-    pub use crate::{async_at, at, finish, here, num_places, places, remote, Place};
+    pub use crate::{
+        async_at, at, finish, here, num_places, places, remote, GlobalRef, Place, PlaceLocal,
+    };
 }
 
 /// What `#[atoll::remote]` and `#[atoll::main]` expand to. Not a public API.

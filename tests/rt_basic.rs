@@ -24,6 +24,8 @@ fn main() -> ExitCode {
                 "finish_tree" => finish_tree().await,
                 "panic_two_levels" => panic_two_levels().await,
                 "unknown_function" => unknown_function().await,
+                "global_data" => global_data().await,
+                "killed_in_finish" => killed_in_finish().await,
                 other => Err(format!("unknown case {other}")),
             };
             match &result {
@@ -37,20 +39,19 @@ fn main() -> ExitCode {
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
-    let cases: [(&str, usize, bool); 5] = [
+    let mut trials: Vec<Trial> = vec![Trial::test("np3::killed_in_finish", killed_in_finish_job)];
+    let cases: [(&str, usize, bool); 6] = [
         ("at_arguments", 3, false),
         ("finish_tree", 4, false),
         ("finish_tree", 4, true),
         ("panic_two_levels", 3, true),
         ("unknown_function", 2, false),
+        ("global_data", 3, true),
     ];
-    let trials = cases
-        .into_iter()
-        .map(|(case, places, chaos)| {
-            let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
-            Trial::test(name, move || run_case(case, places, chaos))
-        })
-        .collect();
+    trials.extend(cases.into_iter().map(|(case, places, chaos)| {
+        let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
+        Trial::test(name, move || run_case(case, places, chaos))
+    }));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -262,4 +263,119 @@ where
     R::Output: atoll::__private::Wire,
 {
     atoll::__private::call_at::<R>(place, args).await
+}
+
+// ------------------------------------------------------------------------------------------
+// GlobalRef and PlaceLocal
+
+#[atoll::remote]
+async fn deref_elsewhere(object: atoll::ObjectId) -> String {
+    match atoll::GlobalRef::<Vec<u64>>::from_id(object).get() {
+        Err(error @ Error::NotHome { .. }) => error.to_string(),
+        other => format!("unexpected {other:?}"),
+    }
+}
+
+#[atoll::remote]
+async fn sum_at_home(object: atoll::ObjectId) -> u64 {
+    atoll::GlobalRef::<Vec<u64>>::from_id(object)
+        .get()
+        .map_or(0, |v| v.iter().sum())
+}
+
+#[atoll::remote]
+async fn mark(local: atoll::ObjectId, value: u64) {
+    if let Ok(slot) = atoll::PlaceLocal::<AtomicU64>::from_id(local).get() {
+        slot.fetch_add(value, Ordering::Relaxed);
+    }
+}
+
+#[atoll::remote]
+async fn marked(local: atoll::ObjectId) -> u64 {
+    atoll::PlaceLocal::<AtomicU64>::from_id(local)
+        .get()
+        .map_or(u64::MAX, |slot| slot.load(Ordering::Relaxed))
+}
+
+async fn global_data() -> Result<(), String> {
+    let err = |e: Error| e.to_string();
+    let data = atoll::GlobalRef::new(vec![1u64, 2, 3]).map_err(err)?;
+    let text = at!(Place::new(1), deref_elsewhere(data.id()))
+        .await
+        .map_err(err)?;
+    if !text.contains("lives at place 0") {
+        return Err(format!("dereferencing away from home gave: {text}"));
+    }
+    let sum = at!(Place::new(2), sum_at_home(data.id()))
+        .await
+        .map_err(err)?;
+    if sum != 0 {
+        return Err("a GlobalRef was dereferenced away from its home".into());
+    }
+    if at!(here(), sum_at_home(data.id())).await.map_err(err)? != 6 {
+        return Err("a GlobalRef at home lost its object".into());
+    }
+    data.free().map_err(err)?;
+    let local = atoll::PlaceLocal::<AtomicU64>::new().map_err(err)?;
+    finish(async {
+        for place in places() {
+            for _ in 0..=place.index() {
+                async_at!(place, mark(local.id(), 10));
+            }
+        }
+    })
+    .await
+    .map_err(err)?;
+    for place in places() {
+        let value = at!(place, marked(local.id())).await.map_err(err)?;
+        if value != 10 * (place.index() as u64 + 1) {
+            return Err(format!("the instance at {place} holds {value}"));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// A place killed inside a finish
+
+#[atoll::remote]
+async fn die() {
+    let pid = std::process::id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status();
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+async fn killed_in_finish() -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let outcome = finish(async {
+        async_at!(Place::new(1), die());
+        async_at!(Place::new(2), executed());
+    })
+    .await;
+    match outcome {
+        Err(Error::PlaceFailed(place)) if place == Place::new(1) => {
+            println!("finish failed with {place} after {:?}", start.elapsed());
+            Ok(())
+        }
+        other => Err(format!("finish gave {other:?}")),
+    }
+}
+
+fn killed_in_finish_job() -> Result<(), Failed> {
+    let env = [
+        (CASE_VAR, "killed_in_finish".to_string()),
+        ("ATOLL_ON_PLACE_FAILURE", "continue".to_string()),
+    ];
+    let out = run_job(3, &env, Duration::from_secs(60))?;
+    let reported = out.stderr.contains("place 1 was killed by signal 9");
+    if out.status.success() || !reported || !out.stdout.contains("[place 0] killed_in_finish: ok") {
+        return Err(format!(
+            "expected PlaceFailed at place 0 and a report of place 1\n{}",
+            out.describe()
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -24,6 +24,21 @@ pub enum Error {
     #[error(transparent)]
     Finish(FinishError),
 
+    /// A [`crate::GlobalRef`] was dereferenced away from its home place.
+    #[error(
+        "the object lives at {home}, not here at {here}: use it there, with `at!(r.home(), ...)`"
+    )]
+    NotHome {
+        /// Where the object lives.
+        home: Place,
+        /// Where it was dereferenced.
+        here: Place,
+    },
+
+    /// A handle names no object of its type at this place (freed, or of another type).
+    #[error("no such object (created at {0}): it was freed, or the handle's type differs from the object's")]
+    NoSuchObject(Place),
+
     /// A runtime function was called outside the runtime (before `atoll::main` started it, or
     /// on a thread of the program's own).
     #[error("{0} was called outside the Atoll runtime: call it inside `#[atoll::main]` (or `atoll::run`), a remote function, or an activity")]

@@ -12,6 +12,7 @@
 
 mod activity;
 mod call;
+mod data;
 mod error;
 mod finish;
 mod remote;
@@ -21,6 +22,7 @@ mod wire;
 
 pub use atoll_comm::Place;
 pub use call::{call_at, spawn_at};
+pub use data::{ArchivedObjectId, GlobalRef, ObjectId, PlaceLocal};
 pub use error::{Error, Failure, FinishError, Result};
 pub use finish::finish;
 pub use remote::{fn_id, BoxFuture, RemoteEntry, RemoteFn, Wire};
