@@ -165,6 +165,12 @@ impl Comm {
         self.inner.places
     }
 
+    /// This place's index among the places on its node, and how many places share the node
+    /// (for splitting the node's cores between them).
+    pub fn local_rank(&self) -> (usize, usize) {
+        self.inner.bootstrap.local_rank()
+    }
+
     /// Every place of the job, in order.
     pub fn places(&self) -> impl Iterator<Item = Place> + 'static {
         (0..self.inner.places).map(Place::new)

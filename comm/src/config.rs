@@ -12,6 +12,7 @@
 //! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
+//! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
 //!
 //! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
@@ -41,6 +42,8 @@ pub const SHM_HEAP_MB: &str = "ATOLL_SHM_HEAP_MB";
 pub const SHM_RING_KB: &str = "ATOLL_SHM_RING_KB";
 /// Worker threads per place (`ATOLL_WORKERS`).
 pub const WORKERS: &str = "ATOLL_WORKERS";
+/// Worker pinning (`ATOLL_PIN`).
+pub const PIN: &str = "ATOLL_PIN";
 /// Eager threshold in bytes (`ATOLL_EAGER_MAX`).
 pub const EAGER_MAX: &str = "ATOLL_EAGER_MAX";
 
@@ -99,6 +102,8 @@ pub struct Config {
     pub eager_max: usize,
     /// `ATOLL_WORKERS`, if set (otherwise chosen from the core count).
     pub workers: Option<usize>,
+    /// `ATOLL_PIN`.
+    pub pin: bool,
 }
 
 impl Config {
@@ -115,11 +120,7 @@ impl Config {
             Some("continue") => OnPlaceFailure::Continue,
             Some(other) => return Err(invalid(ON_PLACE_FAILURE, other, "kill or continue")),
         };
-        let tag_output = match var(TAG_OUTPUT).as_deref() {
-            None | Some("1") | Some("true") | Some("yes") => true,
-            Some("0") | Some("false") | Some("no") => false,
-            Some(other) => return Err(invalid(TAG_OUTPUT, other, "0 or 1")),
-        };
+        let tag_output = flag(TAG_OUTPUT, true)?;
         let config = Config {
             places: parse(PLACES, "a whole number of places, at least 1")?.unwrap_or(2),
             provider,
@@ -136,6 +137,7 @@ impl Config {
                 .saturating_mul(1024),
             eager_max: parse(EAGER_MAX, "bytes, 64 up to a quarter of the ring")?.unwrap_or(8192),
             workers: parse(WORKERS, "a whole number of worker threads, at least 1")?,
+            pin: flag(PIN, true)?,
         };
         config.validate()?;
         Ok(config)
@@ -187,6 +189,16 @@ pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A yes/no variable (`1`/`0`, `true`/`false`, `yes`/`no`), `default` when unset.
+fn flag(name: &'static str, default: bool) -> Result<bool> {
+    match var(name).as_deref() {
+        None => Ok(default),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some("0") | Some("false") | Some("no") => Ok(false),
+        Some(other) => Err(invalid(name, other, "0 or 1")),
+    }
+}
+
 /// `name` parsed as `T`, `None` when unset.
 pub(crate) fn parse<T: FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>> {
     match var(name) {
@@ -224,6 +236,7 @@ mod tests {
             shm_ring_bytes: 256 << 10,
             eager_max: 8192,
             workers: None,
+            pin: true,
         }
     }
 

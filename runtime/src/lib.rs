@@ -11,6 +11,7 @@
 //! - `runtime`: start-up ([`run`]), the runtime's messages, shutdown.
 
 mod activity;
+mod affinity;
 mod call;
 mod data;
 mod error;

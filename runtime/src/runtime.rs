@@ -223,7 +223,18 @@ where
         .config()
         .workers
         .unwrap_or_else(|| (cores / comm.len()).max(1));
-    let (scheduler, mut deques) = Scheduler::new(comm.clone(), workers);
+    let (local_rank, local_size) = comm.local_rank();
+    let placement = if comm.config().pin {
+        crate::affinity::plan(
+            &crate::affinity::allowed_cpus(),
+            local_rank,
+            local_size,
+            workers,
+        )
+    } else {
+        vec![None; workers]
+    };
+    let (scheduler, mut deques) = Scheduler::new(comm.clone(), placement);
     let rt = Arc::new(Runtime {
         comm: comm.clone(),
         scheduler: scheduler.clone(),
@@ -250,7 +261,7 @@ where
             let (scheduler, rt) = (scheduler.clone(), rt.clone());
             std::thread::Builder::new()
                 .name(format!("atoll-worker-{}", i + 1))
-                .spawn(move || scheduler.work(deque, || false, || rt.check_failures()))
+                .spawn(move || scheduler.work(i + 1, deque, || false, || rt.check_failures()))
         })
         .collect::<std::io::Result<_>>()
         .map_err(|source| atoll_comm::Error::Io {
@@ -270,6 +281,7 @@ where
             notifier.notify();
         });
         scheduler.work(
+            0,
             main_deque,
             || done.load(Ordering::Acquire),
             || rt.check_failures(),
@@ -294,6 +306,7 @@ where
         }
     } else {
         scheduler.work(
+            0,
             main_deque,
             || rt.shutdown.load(Ordering::Acquire),
             || rt.check_failures(),

@@ -15,23 +15,45 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 thread_local! {
     /// The deque of the worker running on this thread, if it is one.
     static LOCAL: RefCell<Option<Worker<Runnable>>> = const { RefCell::new(None) };
+    /// Its index.
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The tasks of one place.
 pub(crate) struct Scheduler {
     injector: Injector<Runnable>,
     stealers: Vec<Stealer<Runnable>>,
+    /// For each worker: the core it is pinned to, if any, and the order it steals from the
+    /// others in (workers on its own NUMA node first).
+    placement: Vec<Option<usize>>,
+    steal_order: Vec<Vec<usize>>,
     comm: Comm,
     stop: AtomicBool,
 }
 
 impl Scheduler {
-    /// A scheduler for `workers` workers, and their deques (to hand to [`Scheduler::work`]).
-    pub(crate) fn new(comm: Comm, workers: usize) -> (Arc<Scheduler>, Vec<Worker<Runnable>>) {
-        let deques: Vec<Worker<Runnable>> = (0..workers).map(|_| Worker::new_lifo()).collect();
+    /// A scheduler for one worker per entry of `placement` (the core each is pinned to, if
+    /// any), and their deques (to hand to [`Scheduler::work`]).
+    pub(crate) fn new(
+        comm: Comm,
+        placement: Vec<Option<usize>>,
+    ) -> (Arc<Scheduler>, Vec<Worker<Runnable>>) {
+        let deques: Vec<Worker<Runnable>> = placement.iter().map(|_| Worker::new_lifo()).collect();
+        let nodes = crate::affinity::numa_nodes();
+        let node_of = |w: usize| placement[w].and_then(|cpu| nodes.get(&cpu).copied());
+        let steal_order = (0..placement.len())
+            .map(|w| {
+                let mut others: Vec<usize> = (0..placement.len()).filter(|&o| o != w).collect();
+                // Same node first; stable, so otherwise in index order.
+                others.sort_by_key(|&o| node_of(o) != node_of(w));
+                others
+            })
+            .collect();
         let scheduler = Scheduler {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
+            placement,
+            steal_order,
             comm,
             stop: AtomicBool::new(false),
         };
@@ -89,7 +111,9 @@ impl Scheduler {
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
             }
-            for stealer in &self.stealers {
+            let me = INDEX.with(std::cell::Cell::get);
+            let order = self.steal_order.get(me).map_or(&[][..], Vec::as_slice);
+            for stealer in order.iter().filter_map(|&o| self.stealers.get(o)) {
                 match stealer.steal() {
                     Steal::Success(task) => return Some(task),
                     Steal::Retry => retry = true,
@@ -102,14 +126,21 @@ impl Scheduler {
         }
     }
 
-    /// Runs tasks on this thread, with `deque` as its worker deque, until `done()` holds or
-    /// the scheduler stops. `on_idle` runs whenever the worker finds nothing to do.
+    /// Runs tasks on this thread as worker `index`, with `deque` as its deque, until `done()`
+    /// holds or the scheduler stops. `on_idle` runs whenever the worker finds nothing to do.
     pub(crate) fn work(
         &self,
+        index: usize,
         deque: Worker<Runnable>,
         mut done: impl FnMut() -> bool,
         mut on_idle: impl FnMut(),
     ) {
+        if let Some(cpu) = self.placement.get(index).copied().flatten() {
+            if let Err(error) = crate::affinity::pin_current_thread(cpu) {
+                tracing::warn!(%error, cpu, "could not pin a worker");
+            }
+        }
+        INDEX.with(|i| i.set(index));
         LOCAL.with(|local| *local.borrow_mut() = Some(deque));
         while !done() && !self.stop.load(Ordering::Acquire) {
             if let Some(task) = self.find_task() {

@@ -43,6 +43,14 @@ impl Bootstrap {
         }
     }
 
+    /// This place's index among the places of its node, and how many share the node.
+    pub fn local_rank(&self) -> (usize, usize) {
+        match self {
+            // The local launcher starts every place on its own node.
+            Bootstrap::Local(b) => (b.rank(), b.size()),
+        }
+    }
+
     /// The number of places.
     pub fn size(&self) -> usize {
         match self {
