@@ -39,6 +39,19 @@ use proc_macro::TokenStream;
 /// # fn main() {}
 /// ```
 ///
+/// and so is one whose future is not `Send` (it may be stolen by another worker thread), such
+/// as one that keeps an `Rc` across an `.await`:
+///
+/// ```compile_fail
+/// #[atoll::remote]
+/// async fn shared(n: u64) -> u64 {
+///     let counted = std::rc::Rc::new(n);
+///     std::future::ready(()).await;
+///     *counted
+/// }
+/// # fn main() {}
+/// ```
+///
 /// The function stays as written and can still be called locally. Beside it, the macro emits a
 /// hidden module of the same name (modules live in the type namespace, functions in the value
 /// namespace), with the function's visibility, holding a unit struct `Remote` that implements

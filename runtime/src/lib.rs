@@ -32,8 +32,31 @@ pub use runtime::{here, num_places, places, run};
 /// Runs a remote function at a place and returns a future of its result:
 /// `at!(place, f(a, b)).await` is a `Result<T, atoll::Error>`.
 ///
-/// `f` must be an `#[atoll::remote] async fn`. At [`here()`] it runs in the calling activity,
-/// without serialization.
+/// `f` must be an `#[atoll::remote] async fn` (any path to it, any number of arguments). At
+/// [`here()`] it runs in the calling activity, without serialization; elsewhere its arguments
+/// are serialized once into the message, and activities it starts join the caller's finish.
+///
+/// ```
+/// use atoll::prelude::*;
+///
+/// #[atoll::remote]
+/// async fn scale(values: Vec<u64>, factor: u64) -> Vec<u64> {
+///     values.into_iter().map(|v| v * factor).collect()
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     let next = Place::new((here().index() + 1) % num_places());
+///     // Two calls in flight at once; each is a future of `Result<Vec<u64>>`.
+///     let (remote, local) = futures::join!(
+///         at!(next, scale(vec![1, 2], 10)),
+///         at!(here(), scale(vec![3], 2)),
+///     );
+///     assert_eq!(remote?, vec![10, 20]);
+///     assert_eq!(local?, vec![6]);
+///     Ok(())
+/// }
+/// ```
 #[macro_export]
 macro_rules! at {
     ($place:expr, $($function:ident)::+ ( $($arg:expr),* $(,)? )) => {
@@ -42,7 +65,29 @@ macro_rules! at {
 }
 
 /// Starts a remote function at a place without waiting: `async_at!(place, f(a, b));`. The
-/// new activity belongs to the enclosing [`finish`], which reports its panic or failure.
+/// new activity belongs to the enclosing [`finish`], which waits for it (and for whatever it
+/// starts, transitively) and reports its panic or failure.
+///
+/// ```
+/// use atoll::prelude::*;
+///
+/// #[atoll::remote]
+/// async fn spread(depth: u32) {
+///     if depth > 0 {
+///         let next = Place::new((here().index() + 1) % num_places());
+///         async_at!(next, spread(depth - 1)); // joins the same finish, from another place
+///     }
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     finish(async {
+///         async_at!(here(), spread(10));
+///     })
+///     .await?; // all 11 activities have ended
+///     Ok(())
+/// }
+/// ```
 #[macro_export]
 macro_rules! async_at {
     ($place:expr, $($function:ident)::+ ( $($arg:expr),* $(,)? )) => {
