@@ -9,12 +9,14 @@ cd "$(dirname "$0")/.."
 
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Every cargo command below uses the same profile and features, so the workspace is built once.
+FEATURES=(--features atoll/hwloc)
 
 section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use. Skipped when they are all present.
-    local packages=(build-essential pkg-config)
+    local packages=(build-essential pkg-config libhwloc-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -40,10 +42,10 @@ section "rustfmt"
 cargo fmt --all --check
 
 section "clippy (-D warnings)"
-cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy --workspace --all-targets --release "${FEATURES[@]}" -- -D warnings
 
 section "build (release: tests, examples, benches)"
-cargo build --workspace --all-targets --release
+cargo build --workspace --all-targets --release "${FEATURES[@]}"
 
 section "examples (2 places, default provider)"
 run_example() {
@@ -51,7 +53,7 @@ run_example() {
     local name="$1" pattern="$2"
     shift 2
     local out
-    out="$(timeout -s KILL 120 cargo run --release --example "$name" -- "$@" 2>&1)" || {
+    out="$(timeout -s KILL 120 cargo run --release "${FEATURES[@]}" --example "$name" -- "$@" 2>&1)" || {
         echo "$out"
         echo "example $name failed" >&2
         exit 1
@@ -68,8 +70,8 @@ run_example fibonacci '^\[place 0\] fib(30) = 832040 .*(checked)' 30
 ATOLL_PLACES=4 run_example fibonacci '^\[place 0\] fib(30) = 832040 on 4 places' 30
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, benches as smoke runs)"
-timeout -s KILL 2400 cargo test --workspace --release --all-targets
-timeout -s KILL 600 cargo test --workspace --release --doc
+timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}"
+timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}"
 
 shm_after="$(shm_leftovers)"
 if [ "$shm_after" != "$shm_before" ]; then

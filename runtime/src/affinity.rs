@@ -1,13 +1,18 @@
 //! Where a place's workers run: the cores this process may use, split between the places of
 //! the node by local rank (never all pinned to the same core), one worker per core, and the
-//! NUMA node of each core, read from `/sys` (the `hwloc` feature, which reads the same through
-//! hwloc on machines where `/sys` does not tell the whole story, is a later addition).
+//! NUMA node of each core.
+//!
+//! With the cargo feature `hwloc`, the topology comes from hwloc (through `hwlocality`, the
+//! maintained, sound binding; `hwloc2` has been unmaintained since 2021): one processing unit
+//! per physical core, NUMA nodes as hwloc sees them, binding with `hwloc_set_cpubind`. Without
+//! it, the cores are the process's affinity mask, the NUMA nodes come from `/sys`, and binding
+//! is `sched_setaffinity`.
 
 use std::collections::BTreeMap;
 use std::io;
 
 /// The CPUs this process may run on (its affinity mask), in order.
-pub(crate) fn allowed_cpus() -> Vec<usize> {
+fn sys_allowed_cpus() -> Vec<usize> {
     // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed; pid 0 is this thread.
@@ -22,7 +27,7 @@ pub(crate) fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Pins the calling thread to `cpu`.
-pub(crate) fn pin_current_thread(cpu: usize) -> io::Result<()> {
+fn sys_pin_current_thread(cpu: usize) -> io::Result<()> {
     // SAFETY: as in `allowed_cpus`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` comes from `allowed_cpus`, hence below CPU_SETSIZE.
@@ -38,7 +43,7 @@ pub(crate) fn pin_current_thread(cpu: usize) -> io::Result<()> {
 
 /// The NUMA node of every CPU, from `/sys/devices/system/node/node*/cpulist` (empty when the
 /// kernel does not say: then every CPU counts as one node).
-pub(crate) fn numa_nodes() -> BTreeMap<usize, usize> {
+fn sys_numa_nodes() -> BTreeMap<usize, usize> {
     let mut nodes = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/sys/devices/system/node") else {
         return nodes;
@@ -59,6 +64,98 @@ pub(crate) fn numa_nodes() -> BTreeMap<usize, usize> {
         }
     }
     nodes
+}
+
+/// The CPUs workers may be pinned to, in order: one per core with hwloc, else every CPU of
+/// the process's affinity mask.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    #[cfg(feature = "hwloc")]
+    if let Some(cores) = hwloc::cores() {
+        return cores;
+    }
+    sys_allowed_cpus()
+}
+
+/// Pins the calling thread to `cpu`.
+pub(crate) fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    #[cfg(feature = "hwloc")]
+    if let Some(result) = hwloc::pin(cpu) {
+        return result;
+    }
+    sys_pin_current_thread(cpu)
+}
+
+/// The NUMA node of every CPU (empty when unknown).
+pub(crate) fn numa_nodes() -> BTreeMap<usize, usize> {
+    #[cfg(feature = "hwloc")]
+    if let Some(nodes) = hwloc::numa_nodes() {
+        return nodes;
+    }
+    sys_numa_nodes()
+}
+
+/// The hwloc backend: `None` from any function means hwloc could not load the topology, and
+/// the caller falls back to `/sys` and `sched_setaffinity`.
+#[cfg(feature = "hwloc")]
+mod hwloc {
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::sync::OnceLock;
+
+    use hwlocality::cpu::binding::CpuBindingFlags;
+    use hwlocality::cpu::cpuset::CpuSet;
+    use hwlocality::object::types::ObjectType;
+    use hwlocality::Topology;
+
+    fn topology() -> Option<&'static Topology> {
+        static TOPOLOGY: OnceLock<Option<Topology>> = OnceLock::new();
+        TOPOLOGY
+            .get_or_init(|| match Topology::new() {
+                Ok(topology) => Some(topology),
+                Err(error) => {
+                    tracing::warn!(%error, "hwloc could not load the topology; using /sys");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The first processing unit of every core the process may use.
+    pub(super) fn cores() -> Option<Vec<usize>> {
+        let topology = topology()?;
+        let allowed = topology.allowed_cpuset();
+        let cores: Vec<usize> = topology
+            .objects_with_type(ObjectType::Core)
+            .filter_map(|core| core.cpuset())
+            .filter_map(|set| (set & &*allowed).first_set())
+            .map(usize::from)
+            .collect();
+        (!cores.is_empty()).then_some(cores)
+    }
+
+    pub(super) fn pin(cpu: usize) -> Option<io::Result<()>> {
+        let topology = topology()?;
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        Some(
+            topology
+                .bind_cpu(&set, CpuBindingFlags::THREAD)
+                .map_err(|error| io::Error::other(error.to_string())),
+        )
+    }
+
+    pub(super) fn numa_nodes() -> Option<BTreeMap<usize, usize>> {
+        let topology = topology()?;
+        let mut nodes = BTreeMap::new();
+        for node in topology.objects_with_type(ObjectType::NUMANode) {
+            if let Some(set) = node.cpuset() {
+                for cpu in set.iter_set() {
+                    nodes.insert(usize::from(cpu), node.logical_index());
+                }
+            }
+        }
+        Some(nodes)
+    }
 }
 
 /// Parses a kernel CPU list such as `0-3,8,10-11`.
