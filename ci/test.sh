@@ -15,8 +15,9 @@ FEATURES=(--features atoll/hwloc)
 section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
-    # Debian packages the build and the tests use. Skipped when they are all present.
-    local packages=(build-essential pkg-config libhwloc-dev)
+    # Debian packages the build and the tests use (libudev-dev: hwloc links libudev). Skipped
+    # when they are all present.
+    local packages=(build-essential pkg-config libhwloc-dev libudev-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
