@@ -71,8 +71,10 @@ run_example fibonacci '^\[place 0\] fib(30) = 832040 .*(checked)' 30
 ATOLL_PLACES=4 run_example fibonacci '^\[place 0\] fib(30) = 832040 on 4 places' 30
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, benches as smoke runs)"
-timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}"
-timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}"
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}" 2>&1 | tee -a "$results"
+timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1 | tee -a "$results"
 
 shm_after="$(shm_leftovers)"
 if [ "$shm_after" != "$shm_before" ]; then
@@ -81,3 +83,6 @@ if [ "$shm_after" != "$shm_before" ]; then
     exit 1
 fi
 section "all checks passed"
+# One closing line for the whole suite (the last runner's own line may count few tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
