@@ -30,51 +30,82 @@ pub struct FloorProbe {
     rest: std::cell::Cell<u64>,
 }
 
+// SAFETY: the mapping is valid in every thread of the process, and a probe is used by one
+// thread at a time (`Cell` keeps it `!Sync`), so it may move to another thread.
+unsafe impl Send for FloorProbe {}
+
 impl FloorProbe {
     /// Collective over places 0 and 1 (others just take part in the barriers): maps the shared
     /// line. Needs at least 2 places.
     pub fn open(comm: &Comm) -> Result<FloorProbe, String> {
-        let name = format!("/atoll-{}-floor", comm.job_id());
-        let c_name = CString::new(name.clone()).map_err(|e| e.to_string())?;
+        let name = FloorProbe::name(comm.job_id());
         let here = comm.here().index();
         if here == 0 {
-            // SAFETY: valid NUL-terminated name; plain flags.
-            let fd = unsafe {
-                libc::shm_open(
-                    c_name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-                    0o600,
-                )
-            };
-            if fd < 0 {
-                return Err(format!(
-                    "shm_open {name}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            // SAFETY: `fd` is open; sizes the object to one line.
-            let rc = unsafe { libc::ftruncate(fd, LINE as libc::off_t) };
-            // SAFETY: closes the descriptor opened above, once.
-            unsafe { libc::close(fd) };
-            if rc != 0 {
-                return Err(format!(
-                    "ftruncate {name}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            FloorProbe::create(&name)?;
         }
         comm.bootstrap_barrier().map_err(|e| e.to_string())?;
-        let line = map(&c_name, &name)?;
+        let probe = FloorProbe::attach(&name, here)?;
         comm.bootstrap_barrier().map_err(|e| e.to_string())?;
         if here == 0 {
-            // SAFETY: valid NUL-terminated name; both places have mapped it by now.
-            unsafe { libc::shm_unlink(c_name.as_ptr()) };
+            FloorProbe::unlink(&name);
         }
+        Ok(probe)
+    }
+
+    /// The name of the probe's shared-memory object for job `job_id` (under the job's prefix,
+    /// so that the launcher removes it if the run crashes).
+    pub fn name(job_id: &str) -> String {
+        format!("/atoll-{job_id}-floor")
+    }
+
+    /// Place 0's first step of opening the probe, for programs that order the two places'
+    /// steps themselves instead of by bootstrap barriers ([`FloorProbe::open`] is `create` at
+    /// place 0, then `attach` at places 0 and 1, then `unlink` at place 0): creates the shared
+    /// line `name`.
+    pub fn create(name: &str) -> Result<(), String> {
+        let c_name = c_name(name)?;
+        // SAFETY: valid NUL-terminated name; plain flags.
+        let fd = unsafe {
+            libc::shm_open(
+                c_name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return Err(format!(
+                "shm_open {name}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: `fd` is open; sizes the object to one line.
+        let rc = unsafe { libc::ftruncate(fd, LINE as libc::off_t) };
+        // SAFETY: closes the descriptor opened above, once.
+        unsafe { libc::close(fd) };
+        if rc != 0 {
+            return Err(format!(
+                "ftruncate {name}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maps the line `name` (made by [`FloorProbe::create`]) as the probe of place `here`.
+    pub fn attach(name: &str, here: usize) -> Result<FloorProbe, String> {
         Ok(FloorProbe {
-            line,
+            line: map(&c_name(name)?, name)?,
             here,
             rest: std::cell::Cell::new(0),
         })
+    }
+
+    /// Removes the name of the line once both places have attached (their mappings stay).
+    pub fn unlink(name: &str) {
+        if let Ok(c_name) = c_name(name) {
+            // SAFETY: valid NUL-terminated name.
+            unsafe { libc::shm_unlink(c_name.as_ptr()) };
+        }
     }
 
     fn word(&self) -> &AtomicU64 {
@@ -131,6 +162,10 @@ impl Drop for FloorProbe {
         // SAFETY: unmaps the mapping this probe owns (invariant); nothing uses it afterwards.
         unsafe { libc::munmap(self.line.cast(), LINE) };
     }
+}
+
+fn c_name(name: &str) -> Result<CString, String> {
+    CString::new(name).map_err(|e| e.to_string())
 }
 
 fn map(c_name: &CString, name: &str) -> Result<*mut u8, String> {

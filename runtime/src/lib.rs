@@ -8,7 +8,9 @@
 //! - `call`: `at!` ([`call_at`]) and `async_at!` ([`spawn_at`]), and their receiving side.
 //! - `finish`: [`finish`] and its termination protocol (credit recovery; see its docs).
 //! - `scheduler`: one work-stealing pool per place; idle workers drive the transport.
-//! - `runtime`: start-up ([`run`]), the runtime's messages, shutdown.
+//! - `runtime`: start-up ([`run`]), the runtime's messages, shutdown; and, for the benchmark
+//!   only, an echo handler pair (ids 5 and 6) that measures the bare active-message round
+//!   trip under the runtime (`__private::__bench_echo_round_trip`).
 
 mod activity;
 mod affinity;
@@ -98,5 +100,6 @@ macro_rules! async_at {
 /// What the facade's macros expand to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::runtime::bench_echo_round_trip as __bench_echo_round_trip;
     pub use inventory;
 }

@@ -25,6 +25,14 @@ const REPLY: HandlerId = HandlerId::new(2);
 const CREDIT: HandlerId = HandlerId::new(3);
 /// Place 0's main has returned and its root finish is complete: exit.
 const SHUTDOWN: HandlerId = HandlerId::new(4);
+/// For the benchmark only: answers a raw `u64` with the same value to [`ECHO_REPLY`] at the
+/// sender, straight from the handler (see [`bench_echo_round_trip`]).
+const ECHO: HandlerId = HandlerId::new(5);
+/// For the benchmark only: an echo came back; counted in [`ECHOES`].
+const ECHO_REPLY: HandlerId = HandlerId::new(6);
+
+/// Echoes that came back to this place.
+static ECHOES: AtomicU64 = AtomicU64::new(0);
 
 /// How often idle workers look for places that died.
 const FAILURE_CHECK: Duration = Duration::from_millis(5);
@@ -210,6 +218,14 @@ where
         .handler(CREDIT, |_, message| {
             with_runtime(|rt| rt.on_credit(message))
         })
+        .handler(ECHO, |comm, message| {
+            let value = message.access::<u64>()?.to_native();
+            comm.send(message.from(), ECHO_REPLY, &value)
+        })
+        .handler(ECHO_REPLY, |_, _| {
+            ECHOES.fetch_add(1, Ordering::Release);
+            Ok(())
+        })
         .handler(SHUTDOWN, |_, _| {
             with_runtime(|rt| {
                 rt.shutdown.store(true, Ordering::Release);
@@ -321,6 +337,37 @@ where
     }
     flushed?;
     Ok(code)
+}
+
+/// For the benchmark: the bare active-message round trip under the runtime, through the very
+/// `Comm` the runtime of this place uses. Sends `rounds` 8-byte messages to `to`, one at a
+/// time; the handler at `to` answers each from the handler itself (no activity, no task), and
+/// the answer's handler here counts it. Returns the time all rounds took.
+///
+/// Blocks the calling thread, which delivers this place's messages while it waits (as
+/// `Comm::wait_until` does): call it from one activity at a time, with nothing else in flight.
+/// Fails with [`Error::PlaceFailed`] if `to` dies meanwhile.
+pub fn bench_echo_round_trip(to: Place, rounds: u64) -> Result<Duration> {
+    let rt = runtime("__bench_echo_round_trip")?;
+    let start = Instant::now();
+    for round in 0..rounds {
+        let answered = ECHOES.load(Ordering::Acquire) + 1;
+        rt.comm.send(to, ECHO, &round)?;
+        let (mut polls, mut failed) = (0u32, false);
+        rt.comm.wait_until(|| {
+            if ECHOES.load(Ordering::Acquire) >= answered {
+                return true;
+            }
+            // Looking for failed places takes a lock: only every few thousand polls.
+            polls = polls.wrapping_add(1);
+            failed = polls % 4096 == 0 && rt.comm.is_failed(to);
+            failed
+        })?;
+        if failed {
+            return Err(Error::PlaceFailed(to));
+        }
+    }
+    Ok(start.elapsed())
 }
 
 /// This place.

@@ -1,0 +1,390 @@
+//! Runtime micro-benchmarks at 2 places, printed at place 0 as one table: the `at!` round trip
+//! beside the bare active-message round trip through the same transport in the same run; an
+//! `async_at!` flood inside one `finish`; local spawn + `finish` per activity beside
+//! `rayon::scope`. Every figure is printed with the cache-line floor between the two places
+//! measured just before and just after it (the host flips between a fast and a slow state).
+//!
+//! Run: `cargo bench -p atoll-benches --bench runtime` (2 places unless `ATOLL_PLACES` says
+//! otherwise; `ATOLL_WORKERS` sets each place's workers). Without `--bench` (as `cargo test`
+//! runs it) the sizes shrink to a smoke run. `ATOLL_BENCH_ONLY=rt,flood,spawn` runs a subset.
+//!
+//! The bare round trip goes through the runtime's own `Comm` (one job per process, and the
+//! runtime owns it): a built-in echo handler pair reserved for this benchmark, driven by
+//! `atoll_runtime::__private::__bench_echo_round_trip`. UTS nodes/s joins this table when the
+//! UTS example lands.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use atoll::prelude::*;
+use atoll_benches::floor::FloorProbe;
+use atoll_benches::stats::{median, median_ns_per_op};
+use atoll_benches::table::{ns, rate, ratio, Table};
+use atoll_runtime::__private::__bench_echo_round_trip;
+
+/// What one run measures: full sizes under `cargo bench`, small ones for a smoke run.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// Cache-line round trips per floor probe.
+    probe: u64,
+    /// Round trips before the measured batches.
+    warm_up: u64,
+    /// Measured batches of round trips, and round trips per batch.
+    batches: usize,
+    batch: u64,
+    /// Activities per flood and per local spawn run.
+    activities: u64,
+    /// Runs of each flood / spawn measurement.
+    runs: usize,
+}
+
+const FULL: Sizes = Sizes {
+    probe: 100_000,
+    warm_up: 10_000,
+    batches: 31,
+    batch: 2000,
+    activities: 1_000_000,
+    runs: 5,
+};
+
+const SMOKE: Sizes = Sizes {
+    probe: 2_000,
+    warm_up: 100,
+    batches: 5,
+    batch: 100,
+    activities: 10_000,
+    runs: 3,
+};
+
+/// Target of the `at!` round trip over the bare active-message round trip.
+const AT_OVER_AM_TARGET: f64 = 1.5;
+/// Target of the flood rate, activities per second.
+const FLOOD_TARGET: f64 = 5e6;
+
+/// This place's end of the floor probe (places 0 and 1).
+static PROBE: Mutex<Option<FloorProbe>> = Mutex::new(None);
+
+/// The `at!` round trip's remote function.
+#[atoll::remote]
+async fn echo(x: u64) -> u64 {
+    x
+}
+
+/// The flood's and the local spawn's activity.
+#[atoll::remote]
+async fn noop(i: u64) {
+    black_box(i);
+}
+
+/// Maps the probe line `name` (made by place 0) at this place; an error message if it cannot.
+#[atoll::remote]
+async fn attach_probe(name: String) -> Option<String> {
+    match FloorProbe::attach(&name, here().index()) {
+        Ok(probe) => {
+            *PROBE.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
+            None
+        }
+        Err(message) => Some(message),
+    }
+}
+
+/// Place 1's side of one floor probe.
+#[atoll::remote]
+async fn probe_partner(round_trips: u64) {
+    probe_here(round_trips);
+}
+
+/// This place's side of a probe: the median round trip in ns at place 0.
+fn probe_here(round_trips: u64) -> f64 {
+    match PROBE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(probe) => probe.round_trip_ns(round_trips),
+        None => f64::NAN,
+    }
+}
+
+/// The floor now: a cache-line round trip between places 0 and 1 (median, ns).
+async fn floor(sizes: Sizes) -> Result<f64, String> {
+    finish(async move {
+        async_at!(Place::new(1), probe_partner(sizes.probe));
+        probe_here(sizes.probe)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Opens the probe: created here (place 0), attached at place 1, then here; the name is gone
+/// once both have mapped it.
+async fn open_probe() -> Result<(), String> {
+    let job = std::env::var(atoll::comm::config::JOB_ID)
+        .unwrap_or_else(|_| format!("bench-{}", std::process::id()));
+    let name = FloorProbe::name(&job);
+    FloorProbe::create(&name)?;
+    let attached = at!(Place::new(1), attach_probe(name.clone())).await;
+    let here_too = FloorProbe::attach(&name, 0);
+    FloorProbe::unlink(&name);
+    if let Some(message) = attached.map_err(|e| e.to_string())? {
+        return Err(format!("place 1: {message}"));
+    }
+    *PROBE.lock().unwrap_or_else(|p| p.into_inner()) = Some(here_too?);
+    Ok(())
+}
+
+/// Median ns of the bare active-message round trip to place 1, over batches.
+fn am_round_trip(sizes: Sizes) -> Result<f64, String> {
+    let peer = Place::new(1);
+    __bench_echo_round_trip(peer, sizes.warm_up).map_err(|e| e.to_string())?;
+    let mut failure = None;
+    let rt = median_ns_per_op(sizes.batches, sizes.batch, || {
+        if let Err(e) = __bench_echo_round_trip(peer, sizes.batch) {
+            failure = Some(e.to_string());
+        }
+    });
+    failure.map_or(Ok(rt), Err)
+}
+
+/// Median ns of an `at!` round trip of `echo` to place 1, over batches.
+async fn at_round_trip(sizes: Sizes) -> Result<f64, String> {
+    let peer = Place::new(1);
+    for i in 0..sizes.warm_up {
+        at!(peer, echo(i)).await.map_err(|e| e.to_string())?;
+    }
+    let mut samples = Vec::with_capacity(sizes.batches);
+    for _ in 0..sizes.batches {
+        let start = Instant::now();
+        for i in 0..sizes.batch {
+            let back = at!(peer, echo(i)).await.map_err(|e| e.to_string())?;
+            if back != i {
+                return Err(format!("echo({i}) returned {back}"));
+            }
+        }
+        samples.push(start.elapsed().as_nanos() as f64 / sizes.batch as f64);
+    }
+    Ok(median(&mut samples))
+}
+
+/// Median activities/s of `activities` `async_at!(place 1, noop(i))` in one finish.
+async fn flood(sizes: Sizes) -> Result<f64, String> {
+    let n = sizes.activities;
+    let mut rates = Vec::with_capacity(sizes.runs);
+    for _ in 0..sizes.runs {
+        let start = Instant::now();
+        finish(async move {
+            for i in 0..n {
+                async_at!(Place::new(1), noop(i));
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut rates))
+}
+
+/// Median ns per activity of `activities` `async_at!(here(), noop(i))` in one finish.
+async fn local_spawn(sizes: Sizes) -> Result<f64, String> {
+    let n = sizes.activities;
+    let mut samples = Vec::with_capacity(sizes.runs);
+    for _ in 0..sizes.runs {
+        let start = Instant::now();
+        finish(async move {
+            for i in 0..n {
+                async_at!(here(), noop(i));
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        samples.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    Ok(median(&mut samples))
+}
+
+/// Median ns per task of `activities` spawns in one `rayon::scope` (rayon's global pool).
+fn rayon_spawn(sizes: Sizes) -> f64 {
+    let n = sizes.activities;
+    let scope = || {
+        rayon::scope(|s| {
+            for i in 0..n {
+                s.spawn(move |_| {
+                    black_box(i);
+                })
+            }
+        })
+    };
+    scope(); // starts the pool's threads
+    median_ns_per_op(sizes.runs, n, scope)
+}
+
+/// `a / b`, marked when the floor moved by more than 2x between the figures compared.
+fn ratio_in_state(a: f64, b: f64, floors: &[f64]) -> String {
+    let (lo, hi) = floors
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &f| (lo.min(f), hi.max(f)));
+    if hi > 2.0 * lo {
+        format!("{} (host state changed)", ratio(a, b))
+    } else {
+        ratio(a, b)
+    }
+}
+
+fn verdict(met: bool, target: String) -> String {
+    format!("{target}: {}", if met { "met" } else { "missed" })
+}
+
+async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
+    if num_places() < 2 {
+        return Err("needs at least 2 places (ATOLL_PLACES=2)".into());
+    }
+    open_probe().await?;
+    let mut table = Table::new(&[
+        "benchmark",
+        "Atoll",
+        "floor before",
+        "floor after",
+        "compared with",
+        "ratio",
+        "target",
+    ]);
+    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let batches = format!("median of {} batches of {}", sizes.batches, sizes.batch);
+    let n = sizes.activities;
+
+    // Round trips: the bare AM one and `at!`, back to back, twice (the host state flips).
+    for _ in 0..if wanted("rt") { 2 } else { 0 } {
+        let f0 = floor(sizes).await?;
+        let am = am_round_trip(sizes)?;
+        let f1 = floor(sizes).await?;
+        let at = at_round_trip(sizes).await?;
+        let f2 = floor(sizes).await?;
+        table.row(vec![
+            format!("8 B AM round trip, the runtime's comm, handler to handler ({batches})"),
+            ns(am),
+            ns(f0),
+            ns(f1),
+            "floor (mean)".into(),
+            ratio(am, (f0 + f1) / 2.0),
+            String::new(),
+        ]);
+        let over = am.max(f64::MIN_POSITIVE);
+        table.row(vec![
+            format!("at! round trip, u64 -> u64 at place 1 ({batches})"),
+            ns(at),
+            ns(f1),
+            ns(f2),
+            "AM round trip".into(),
+            ratio_in_state(at, over, &[f0, f1, f2]),
+            verdict(
+                at / over <= AT_OVER_AM_TARGET,
+                format!("<= {AT_OVER_AM_TARGET:.2}x"),
+            ),
+        ]);
+    }
+
+    // The flood: place 0 starts every activity, place 1 runs them and returns their credit.
+    if wanted("flood") {
+        let before = floor(sizes).await?;
+        let flooded = flood(sizes).await?;
+        let after = floor(sizes).await?;
+        table.row(vec![
+            format!(
+                "async_at! flood: {n:.0e} noop at place 1 in one finish (median of {})",
+                sizes.runs
+            ),
+            rate(flooded, "act"),
+            ns(before),
+            ns(after),
+            "target".into(),
+            ratio(flooded, FLOOD_TARGET),
+            verdict(flooded >= FLOOD_TARGET, format!(">= {FLOOD_TARGET:.0e}/s")),
+        ]);
+    }
+
+    // Local spawn + finish, beside rayon::scope in the same run.
+    if wanted("spawn") {
+        let before = floor(sizes).await?;
+        let local = local_spawn(sizes).await?;
+        let middle = floor(sizes).await?;
+        let peer = rayon_spawn(sizes);
+        let after = floor(sizes).await?;
+        table.row(vec![
+            format!(
+                "local spawn + finish: {n:.0e} async_at!(here(), noop) per activity (median of {})",
+                sizes.runs
+            ),
+            ns(local),
+            ns(before),
+            ns(middle),
+            "rayon::scope spawn".into(),
+            ratio_in_state(local, peer, &[before, middle, after]),
+            String::new(),
+        ]);
+        table.row(vec![
+            format!(
+                "rayon::scope: {n:.0e} s.spawn(black_box) per task (median of {})",
+                sizes.runs
+            ),
+            ns(peer),
+            ns(middle),
+            ns(after),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = atoll::comm::config::Config::from_env()
+        .ok()
+        .and_then(|c| c.workers)
+        .unwrap_or((cores / num_places()).max(1));
+    println!(
+        "Atoll runtime micro-benchmarks{}: {} places, {workers} worker(s) per place (ATOLL_WORKERS), {cores} cores; \
+         floor = cache-line round trip between places 0 and 1 (median of {} round trips)\n",
+        if full { "" } else { " (smoke run: sizes reduced; `cargo bench` for the real ones)" },
+        num_places(),
+        sizes.probe,
+    );
+    println!("{}\n", table.render());
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average before / after: {} / {} (other processes on these cores skew every figure)",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        load_after
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    if wanted("rt") {
+        println!(
+            "The at! round trips run in main's root finish, as a program's would: each call \
+             splits main's finish credit once more."
+        );
+    }
+    if wanted("spawn") {
+        println!(
+            "rayon runs on all cores of the process (its global pool: {} threads), while each \
+             Atoll place runs {workers} worker(s) and its {} places share the {cores} cores.",
+            rayon::current_num_threads(),
+            num_places(),
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("ATOLL_PLACES").is_none() {
+        // Single-threaded at this point, before any place starts.
+        std::env::set_var("ATOLL_PLACES", "2");
+    }
+    // `cargo bench` passes `--bench`; `cargo test` runs this binary without it.
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { FULL } else { SMOKE };
+    atoll::run(move || bench(sizes, full))
+}
