@@ -69,6 +69,10 @@ run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
 run_example pingpong '^\[place 0\] place 0 done'
 run_example fibonacci '^\[place 0\] fib(30) = 832040 .*(checked)' 30
 ATOLL_PLACES=4 run_example fibonacci '^\[place 0\] fib(30) = 832040 on 4 places' 30
+run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 2 places in .*(checked)' 1000000
+ATOLL_PLACES=4 run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 4 places in .*(checked)' 1000000
+run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 2 places in .*(checked)'
+ATOLL_PLACES=4 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 4 places in .*(checked)'
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, benches as smoke runs)"
 results="$(mktemp)"

@@ -348,8 +348,10 @@ impl Comm {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Progress on behalf of a waiter: peer errors go to the error list.
-    fn poll(&self) -> usize {
+    /// [`Comm::progress`] for code that cannot stop for a peer's bad message (a scheduler
+    /// between two tasks, a waiter): the errors go to [`Comm::take_errors`] (and the log)
+    /// instead. Returns how many messages were delivered (an error counts as one).
+    pub fn poll(&self) -> usize {
         match self.progress() {
             Ok(delivered) => delivered,
             Err(error) => {

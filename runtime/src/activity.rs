@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use atoll_comm::Place;
+
 use crate::wire::Credit;
 
 /// One activity's share of its finish's credit (`None` once returned).
@@ -28,8 +30,34 @@ impl Activity {
     pub(crate) fn split(&self) -> Option<Credit> {
         let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
         let share = credit.as_mut()?;
-        share.exponent = share.exponent.saturating_add(1);
+        // The reply prefix reserves u32::MAX; an activity that split this often (4 billion
+        // starts without one `at!` reply folding credit back) cannot be tracked exactly.
+        assert!(
+            share.exponent < u32::MAX - 1,
+            "an activity started more than 4 billion activities; start them from several \
+             activities (each split halves the starter's share of its finish's credit)"
+        );
+        share.exponent += 1;
         Some(*share)
+    }
+
+    /// Folds a returned share `2^-exponent` of finish `finish` back into this activity's credit
+    /// when it is the twin of what the activity holds (so the two halves make the whole of the
+    /// previous split); false when it is not, and the share must go to the finish instead.
+    pub(crate) fn merge(&self, home: Place, finish: u64, exponent: u32) -> bool {
+        let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
+        match credit.as_mut() {
+            Some(share)
+                if share.home == home
+                    && share.finish == finish
+                    && share.exponent == exponent
+                    && exponent > 0 =>
+            {
+                share.exponent -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Takes the credit back, at the end of the activity.

@@ -19,7 +19,10 @@ use crate::{Error, Result};
 
 /// What a caller does with the reply of its call (it knows the result type; the handler
 /// that receives the reply does not).
-type Complete = Box<dyn FnOnce(Result<Message<'_>>, bool) + Send>;
+/// What a caller does with the reply of its call (it knows the result type; the handler
+/// that receives the reply does not): the reply (or why there is none), whether the callee
+/// succeeded, and the finish credit the reply carries back.
+type Complete = Box<dyn FnOnce(Result<Message<'_>>, bool, Option<(u64, u32)>) + Send>;
 
 /// Calls waiting for their replies, by call id.
 #[derive(Default)]
@@ -63,7 +66,7 @@ impl PendingCalls {
                 .collect()
         };
         for complete in failed {
-            complete(Err(Error::PlaceFailed(place)), false);
+            complete(Err(Error::PlaceFailed(place)), false, None);
         }
     }
 }
@@ -95,7 +98,24 @@ where
     let credit = activity::current().and_then(|a| a.split());
     let call = rt.next_call.fetch_add(1, Ordering::Relaxed);
     let (sender, receiver) = oneshot::channel::<Result<R::Output>>();
-    let complete: Complete = Box::new(move |reply: Result<Message<'_>>, ok: bool| {
+    let caller = activity::current();
+    let returns = rt.clone();
+    let complete: Complete = Box::new(move |reply: Result<Message<'_>>, ok: bool, credit| {
+        // The callee's credit comes back with the reply: fold it into the calling activity
+        // when it is the half that activity gave away (a sequence of calls then never deepens
+        // the split), else hand it to the finish.
+        if let Some((finish, exponent)) = credit {
+            // A reply carries credit only when the finish lives at the caller's place.
+            let home = returns.comm.here();
+            let merged = caller
+                .as_ref()
+                .is_some_and(|a| a.merge(home, finish, exponent));
+            if !merged {
+                returns
+                    .finishes
+                    .credit_returned(finish, exponent, Vec::new());
+            }
+        }
         let result = reply.and_then(|message| {
             if ok {
                 R::Output::decode(&message).map_err(Error::from)
@@ -147,9 +167,15 @@ where
     };
     let credit = activity::current().and_then(|a| a.split());
     if place == rt.comm.here() {
-        rt.spawn_activity(credit, R::NAME, R::call(args), |rt, outcome, credit| {
-            return_credit(rt, credit, outcome.err().into_iter().collect());
-        });
+        rt.spawn_activity(
+            false,
+            credit,
+            R::NAME,
+            R::call(args),
+            |rt, outcome, credit| {
+                return_credit(rt, credit, outcome.err().into_iter().collect());
+            },
+        );
         return;
     }
     let prefix = CallPrefix {
@@ -196,6 +222,7 @@ where
     };
     let call = prefix.call;
     rt.spawn_activity(
+        true,
         credit,
         R::NAME,
         R::call(args),
@@ -252,9 +279,11 @@ where
 
 impl Runtime {
     /// Runs `future` as an activity holding `credit`; `done` gets its outcome (a panic becomes
-    /// a [`Failure`]) and the activity's remaining credit.
+    /// a [`Failure`]) and the activity's remaining credit. `now`: poll it once right away (for
+    /// arrived calls; never for local spawns, whose recursion would then grow the stack).
     pub(crate) fn spawn_activity<T, D>(
         self: &Arc<Self>,
+        now: bool,
         credit: Option<Credit>,
         name: &'static str,
         future: crate::remote::BoxFuture<T>,
@@ -265,7 +294,7 @@ impl Runtime {
     {
         let rt = self.clone();
         let activity: Arc<Activity> = Activity::new(credit);
-        self.scheduler.spawn(async move {
+        let task = async move {
             let outcome = InActivity::new(
                 activity.clone(),
                 std::panic::AssertUnwindSafe(future).catch_unwind(),
@@ -277,7 +306,12 @@ impl Runtime {
                 message: panic_message(&*panic),
             });
             done(&rt, outcome, activity.take());
-        });
+        };
+        if now {
+            self.scheduler.spawn_now(task);
+        } else {
+            self.scheduler.spawn(task);
+        }
     }
 
     /// Answers a call that cannot run (unknown function, rejected arguments): the caller gets
@@ -305,12 +339,14 @@ impl Runtime {
 
     /// A reply arrived.
     pub(crate) fn reply_arrived(&self, prefix: ReplyPrefix, message: Message<'_>) {
-        if let Some((finish, exponent)) = prefix.credit {
-            self.finishes.credit_returned(finish, exponent, Vec::new());
-        }
         match self.calls.take(prefix.call) {
-            Some(complete) => complete(Ok(message), prefix.ok),
-            None => tracing::debug!(call = prefix.call, "reply for a call nobody waits for"),
+            Some(complete) => complete(Ok(message), prefix.ok, prefix.credit),
+            None => {
+                tracing::debug!(call = prefix.call, "reply for a call nobody waits for");
+                if let Some((finish, exponent)) = prefix.credit {
+                    self.finishes.credit_returned(finish, exponent, Vec::new());
+                }
+            }
         }
     }
 

@@ -12,6 +12,9 @@ use async_task::Runnable;
 use atoll_comm::Comm;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+/// Tasks a worker runs between two looks at the transport while it has work.
+const POLL_EVERY_TASKS: u32 = 16;
+
 thread_local! {
     /// The deque of the worker running on this thread, if it is one.
     static LOCAL: RefCell<Option<Worker<Runnable>>> = const { RefCell::new(None) };
@@ -74,6 +77,24 @@ impl Scheduler {
         let (runnable, task) = async_task::spawn(future, schedule);
         runnable.schedule();
         task.detach();
+    }
+
+    /// Runs `future` as a task of this place, polling it once right now on this thread: a
+    /// remote call that completes at once (most do) then answers from inside the handler that
+    /// received it, without a trip through the queues. Later polls are scheduled as usual.
+    pub(crate) fn spawn_now<F>(self: &Arc<Self>, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let scheduler = Arc::downgrade(self);
+        let schedule = move |runnable: Runnable| {
+            if let Some(scheduler) = scheduler.upgrade() {
+                scheduler.schedule(runnable);
+            }
+        };
+        let (runnable, task) = async_task::spawn(future, schedule);
+        task.detach();
+        runnable.run();
     }
 
     fn schedule(&self, runnable: Runnable) {
@@ -142,9 +163,15 @@ impl Scheduler {
         }
         INDEX.with(|i| i.set(index));
         LOCAL.with(|local| *local.borrow_mut() = Some(deque));
+        let mut ran: u32 = 0;
         while !done() && !self.stop.load(Ordering::Acquire) {
             if let Some(task) = self.find_task() {
                 task.run();
+                ran = ran.wrapping_add(1);
+                // A busy place still answers: deliver arrived messages every few tasks.
+                if ran % POLL_EVERY_TASKS == 0 {
+                    self.comm.poll();
+                }
                 continue;
             }
             // Deliver messages (they spawn activities) and sleep until there is work.

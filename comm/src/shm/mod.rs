@@ -84,6 +84,9 @@ struct ConsumerState {
     ring: Consumer,
     chaos: Option<fastrand::Rng>,
     held_until: Option<Instant>,
+    /// Where rendezvous payloads from this sender are pulled to: reused, so that a stream of
+    /// large messages does not fault in fresh pages for every one.
+    pulled: AlignedVec,
 }
 
 #[derive(Debug)]
@@ -185,6 +188,7 @@ impl ShmProvider {
                         fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)
                     }),
                     held_until: None,
+                    pulled: AlignedVec::new(),
                 }),
             })
             .collect();
@@ -595,8 +599,8 @@ impl ShmProvider {
                 }
                 KIND_RENDEZVOUS => {
                     delivered += 1;
-                    match self.pull(from, payload) {
-                        Ok(bytes) => deliver_once(deliver, sender, header.handler, &bytes),
+                    match self.pull(from, payload, &mut state.pulled) {
+                        Ok(()) => deliver_once(deliver, sender, header.handler, &state.pulled),
                         Err(error) => Ok(Err(error)),
                     }
                 }
@@ -625,7 +629,7 @@ impl ShmProvider {
 
     /// Copies a rendezvous payload out of the sender's registered memory and marks its buffer
     /// pulled.
-    fn pull(&self, from: usize, descriptor: &[u8]) -> Result<AlignedVec> {
+    fn pull(&self, from: usize, descriptor: &[u8], bytes: &mut AlignedVec) -> Result<()> {
         let malformed = |reason: String| Error::Malformed {
             from: Place::new(from),
             reason,
@@ -648,7 +652,8 @@ impl ShmProvider {
         }
         let (offset, len) = (offset as usize, len as usize);
         let base = self.views[from].heap();
-        let mut bytes = AlignedVec::with_capacity(len);
+        bytes.clear();
+        bytes.reserve(len);
         // SAFETY: `offset + RENDEZVOUS_HEADER + len` is inside the sender's heap (checked); the
         // sender does not reuse the buffer before its flag is set below.
         let source =
@@ -657,7 +662,7 @@ impl ShmProvider {
         // SAFETY: the flag is the buffer's first 8 bytes (64-aligned offset, checked), accessed
         // atomically by both sides.
         unsafe { AtomicU64::from_ptr(base.add(offset).cast()) }.store(1, Ordering::Release);
-        Ok(bytes)
+        Ok(())
     }
 
     /// Sleeps until a message may have arrived, a receiver has taken messages of this place
