@@ -22,7 +22,7 @@
 //! sparse binary fraction (the set of exponents whose bit is set, with carries), so
 //! arbitrarily deep splitting never rounds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -38,29 +38,65 @@ use crate::{Error, Result};
 /// The state of one finish at its home place.
 #[derive(Debug, Default)]
 pub(crate) struct FinishState {
-    /// The returned credit, as the exponents of the bits set in a binary fraction.
-    returned: BTreeSet<u32>,
+    returned: BinaryFraction,
     failures: Vec<Failure>,
     waker: Option<Waker>,
 }
 
 impl FinishState {
-    /// Adds the share `2^-exponent`, carrying as in binary addition.
-    fn add(&mut self, mut exponent: u32) {
-        while self.returned.remove(&exponent) {
-            if exponent == 0 {
-                // More than one unit came back: only a peer's forged credit can do that.
-                tracing::warn!("a finish received more credit than it handed out; ignoring it");
-                self.returned.insert(0);
-                return;
-            }
-            exponent -= 1;
-        }
-        self.returned.insert(exponent);
+    fn add(&mut self, exponent: u32) {
+        self.returned.add(exponent);
     }
 
     fn is_complete(&self) -> bool {
-        self.returned.len() == 1 && self.returned.contains(&0)
+        self.returned.is_one()
+    }
+}
+
+/// A sum of shares `2^-e`, exact: bit `e` of `bits` is the digit of `2^-e`. Adding carries as
+/// binary addition does (amortised O(1)); `ones` counts the set bits, so "is the sum exactly
+/// 1" is O(1) too.
+#[derive(Debug, Default)]
+struct BinaryFraction {
+    bits: Vec<u64>,
+    ones: usize,
+}
+
+impl BinaryFraction {
+    fn bit(&self, e: u32) -> bool {
+        let (word, bit) = (e as usize / 64, e % 64);
+        self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    fn flip(&mut self, e: u32) {
+        let (word, bit) = (e as usize / 64, e % 64);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] ^= 1 << bit;
+        if self.bits[word] & (1 << bit) != 0 {
+            self.ones += 1;
+        } else {
+            self.ones -= 1;
+        }
+    }
+
+    /// Adds `2^-exponent`.
+    fn add(&mut self, mut exponent: u32) {
+        while self.bit(exponent) {
+            if exponent == 0 {
+                // More than one unit came back: only a peer's forged credit can do that.
+                tracing::warn!("a finish received more credit than it handed out; ignoring it");
+                return;
+            }
+            self.flip(exponent);
+            exponent -= 1;
+        }
+        self.flip(exponent);
+    }
+
+    fn is_one(&self) -> bool {
+        self.ones == 1 && self.bit(0)
     }
 }
 
