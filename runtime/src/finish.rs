@@ -29,6 +29,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
+use atoll_comm::Place;
+
 use crate::activity::{Activity, InActivity};
 use crate::error::{Failure, FinishError};
 use crate::runtime::{runtime, Runtime};
@@ -98,6 +100,110 @@ impl BinaryFraction {
     fn is_one(&self) -> bool {
         self.ones == 1 && self.bit(0)
     }
+
+    /// The exponents of the set bits: the sum as a list of shares.
+    fn exponents(&self) -> Vec<u32> {
+        let mut exponents = Vec::with_capacity(self.ones);
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let bit = rest.trailing_zeros();
+                exponents.push(w as u32 * 64 + bit);
+                rest &= rest - 1;
+            }
+        }
+        exponents
+    }
+}
+
+/// Credit going home from this place, coalesced: activities of one finish that end here add
+/// their shares (and failures) to one pending return, sent when it has gathered
+/// [`COALESCE`] returns or when a worker of this place goes idle. A flood of small activities
+/// then costs one credit message per batch instead of one per activity; the finish only
+/// completes later by the time a worker takes to go idle.
+#[derive(Debug, Default)]
+pub(crate) struct CreditReturns {
+    pending: Mutex<HashMap<(Place, u64), PendingReturn>>,
+    count: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct PendingReturn {
+    shares: BinaryFraction,
+    failures: Vec<Failure>,
+    returns: usize,
+}
+
+/// Returns gathered for one finish before they are sent without waiting for idleness.
+const COALESCE: usize = 256;
+
+/// What a credit message carries: the shares (as exponents) and the failures of the activities
+/// that held them.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct CreditReturn {
+    pub(crate) exponents: Vec<u32>,
+    pub(crate) failures: Vec<Failure>,
+}
+
+impl CreditReturns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Place, u64), PendingReturn>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a return for `credit`'s finish; the batch to send now, if it is full.
+    fn add(&self, credit: Credit, failures: Vec<Failure>) -> Option<(Place, u64, CreditReturn)> {
+        let mut pending = self.lock();
+        let key = (credit.home, credit.finish);
+        let entry = pending.entry(key).or_default();
+        entry.shares.add(credit.exponent);
+        entry.failures.extend(failures);
+        entry.returns += 1;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if entry.returns < COALESCE {
+            return None;
+        }
+        let entry = pending.remove(&key)?;
+        self.count.fetch_sub(entry.returns, Ordering::Relaxed);
+        Some((key.0, key.1, entry.into_return()))
+    }
+
+    /// Takes every pending return (cheap when there is none).
+    fn take_all(&self) -> Vec<(Place, u64, CreditReturn)> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let drained: Vec<_> = self.lock().drain().collect();
+        drained
+            .into_iter()
+            .map(|((home, finish), entry)| {
+                self.count.fetch_sub(entry.returns, Ordering::Relaxed);
+                (home, finish, entry.into_return())
+            })
+            .collect()
+    }
+}
+
+impl PendingReturn {
+    fn into_return(self) -> CreditReturn {
+        CreditReturn {
+            exponents: self.shares.exponents(),
+            failures: self.failures,
+        }
+    }
+}
+
+/// Sends every pending credit return home (a worker of this place is about to idle).
+pub(crate) fn flush_credit(rt: &Runtime) {
+    for (home, finish, batch) in rt.credit_returns.take_all() {
+        send_return(rt, home, finish, &batch);
+    }
+}
+
+fn send_return(rt: &Runtime, home: Place, finish: u64, batch: &CreditReturn) {
+    if let Err(error) = rt.send_credit(home, finish, batch) {
+        // The home is gone (or unreachable): its finish fails with PlaceFailed there.
+        tracing::warn!(%error, %home, "could not return credit");
+    }
 }
 
 /// The finishes whose home is this place.
@@ -135,6 +241,14 @@ impl Finishes {
         };
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+
+    /// Several shares came back to finish `id` at once (a coalesced return).
+    pub(crate) fn credits_returned(&self, id: u64, batch: CreditReturn) {
+        let mut failures = Some(batch.failures);
+        for exponent in batch.exponents {
+            self.credit_returned(id, exponent, failures.take().unwrap_or_default());
         }
     }
 
@@ -252,9 +366,8 @@ pub(crate) fn return_credit(rt: &Runtime, credit: Option<Credit>, failures: Vec<
     if credit.home == rt.comm.here() {
         rt.finishes
             .credit_returned(credit.finish, credit.exponent, failures);
-    } else if let Err(error) = rt.send_credit(credit, &failures) {
-        // The home is gone (or unreachable): its finish fails with PlaceFailed there.
-        tracing::warn!(%error, home = %credit.home, "could not return credit");
+    } else if let Some((home, finish, batch)) = rt.credit_returns.add(credit, failures) {
+        send_return(rt, home, finish, &batch);
     }
 }
 

@@ -11,10 +11,10 @@ use atoll_comm::{Comm, CommBuilder, HandlerId, Message, Payload, Place};
 
 use crate::call::PendingCalls;
 use crate::error::Failure;
-use crate::finish::{finish, Finishes};
+use crate::finish::{finish, flush_credit, CreditReturn, CreditReturns, Finishes};
 use crate::remote::Registry;
 use crate::scheduler::Scheduler;
-use crate::wire::{CallPrefix, Credit, CreditPrefix, ReplyPrefix, PREFIX};
+use crate::wire::{CallPrefix, CreditPrefix, ReplyPrefix, PREFIX};
 use crate::{Error, Result};
 
 /// A remote call (prefix: [`CallPrefix`]).
@@ -58,6 +58,7 @@ pub(crate) struct Runtime {
     pub(crate) next_call: AtomicU64,
     pub(crate) next_finish: AtomicU64,
     pub(crate) objects: crate::data::ObjectTable,
+    pub(crate) credit_returns: CreditReturns,
     shutdown: AtomicBool,
     failures_seen: AtomicUsize,
     last_failure_check: Mutex<Instant>,
@@ -81,15 +82,12 @@ impl Runtime {
 
     pub(crate) fn send_credit(
         &self,
-        credit: Credit,
-        failures: &Vec<Failure>,
+        home: Place,
+        finish: u64,
+        batch: &CreditReturn,
     ) -> atoll_comm::Result<()> {
-        let prefix = CreditPrefix {
-            finish: credit.finish,
-            exponent: credit.exponent,
-        };
-        self.comm
-            .send_framed(credit.home, CREDIT, &prefix.encode(), failures)
+        let prefix = CreditPrefix { finish };
+        self.comm.send_framed(home, CREDIT, &prefix.encode(), batch)
     }
 
     fn on_call(self: &Arc<Self>, message: Message<'_>) -> atoll_comm::Result<()> {
@@ -128,10 +126,16 @@ impl Runtime {
     fn on_credit(&self, message: Message<'_>) -> atoll_comm::Result<()> {
         let (raw, payload) = split(&message)?;
         let prefix = CreditPrefix::decode(raw);
-        let failures = payload.deserialize::<Vec<Failure>>()?;
-        self.finishes
-            .credit_returned(prefix.finish, prefix.exponent, failures);
+        let batch = payload.deserialize::<CreditReturn>()?;
+        self.finishes.credits_returned(prefix.finish, batch);
         Ok(())
+    }
+
+    /// What a worker does whenever it finds no task: send coalesced credit home, and look for
+    /// places that died.
+    fn on_idle(&self) {
+        flush_credit(self);
+        self.check_failures();
     }
 
     /// Fails what waits on places that died since the last look (rate-limited; cheap).
@@ -271,6 +275,7 @@ where
         next_call: AtomicU64::new(1),
         next_finish: AtomicU64::new(0),
         objects: crate::data::ObjectTable::default(),
+        credit_returns: CreditReturns::default(),
         shutdown: AtomicBool::new(false),
         failures_seen: AtomicUsize::new(0),
         last_failure_check: Mutex::new(Instant::now()),
@@ -288,7 +293,7 @@ where
             let (scheduler, rt) = (scheduler.clone(), rt.clone());
             std::thread::Builder::new()
                 .name(format!("atoll-worker-{}", i + 1))
-                .spawn(move || scheduler.work(i + 1, deque, || false, || rt.check_failures()))
+                .spawn(move || scheduler.work(i + 1, deque, || false, || rt.on_idle()))
         })
         .collect::<std::io::Result<_>>()
         .map_err(|source| atoll_comm::Error::Io {
@@ -311,7 +316,7 @@ where
             0,
             main_deque,
             || done.load(Ordering::Acquire),
-            || rt.check_failures(),
+            || rt.on_idle(),
         );
         for place in comm.places().skip(1) {
             if !comm.is_failed(place) {
@@ -336,7 +341,7 @@ where
             0,
             main_deque,
             || rt.shutdown.load(Ordering::Acquire),
-            || rt.check_failures(),
+            || rt.on_idle(),
         );
         ExitCode::SUCCESS
     };

@@ -38,11 +38,11 @@ pub(crate) struct ReplyPrefix {
     pub(crate) credit: Option<(u64, u32)>,
 }
 
-/// Credit returned to a finish's home. Payload: the archived `Vec<Failure>` of the activity.
+/// Credit returned to a finish's home. Payload: an archived `CreditReturn` (the shares and the
+/// failures of the activities that held them).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CreditPrefix {
     pub(crate) finish: u64,
-    pub(crate) exponent: u32,
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
@@ -114,15 +114,11 @@ impl CreditPrefix {
     pub(crate) fn encode(&self) -> [u8; PREFIX] {
         let mut b = [0u8; PREFIX];
         b[0..8].copy_from_slice(&self.finish.to_le_bytes());
-        b[8..12].copy_from_slice(&self.exponent.to_le_bytes());
         b
     }
 
     pub(crate) fn decode(b: &[u8]) -> CreditPrefix {
-        CreditPrefix {
-            finish: word(b, 0),
-            exponent: half(b, 8),
-        }
+        CreditPrefix { finish: word(b, 0) }
     }
 }
 
