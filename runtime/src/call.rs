@@ -126,15 +126,7 @@ where
         let _ = sender.send(result);
     });
     rt.calls.insert(call, place, complete);
-    let prefix = CallPrefix {
-        function: R::ID,
-        call,
-        credit: credit.unwrap_or(Credit {
-            home: rt.comm.here(),
-            finish: NO_FINISH,
-            exponent: 0,
-        }),
-    };
+    let prefix = call_prefix(&rt, R::ID, call, credit);
     if let Err(error) = rt
         .comm
         .send_framed(place, crate::runtime::CALL, &prefix.encode(), &args)
@@ -178,15 +170,7 @@ where
         );
         return;
     }
-    let prefix = CallPrefix {
-        function: R::ID,
-        call: 0,
-        credit: credit.unwrap_or(Credit {
-            home: rt.comm.here(),
-            finish: NO_FINISH,
-            exponent: 0,
-        }),
-    };
+    let prefix = call_prefix(&rt, R::ID, 0, credit);
     if let Err(error) = rt
         .comm
         .send_framed(place, crate::runtime::CALL, &prefix.encode(), &args)
@@ -197,6 +181,19 @@ where
             message: format!("could not start: {error}"),
         };
         return_credit(&rt, credit, vec![failure]);
+    }
+}
+
+/// The prefix of a call of `function` (call id 0: no reply) carrying `credit`, if any.
+fn call_prefix(rt: &Runtime, function: u64, call: u64, credit: Option<Credit>) -> CallPrefix {
+    CallPrefix {
+        function,
+        call,
+        credit: credit.unwrap_or(Credit {
+            home: rt.comm.here(),
+            finish: NO_FINISH,
+            exponent: 0,
+        }),
     }
 }
 

@@ -68,21 +68,11 @@ impl Scheduler {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let scheduler = Arc::downgrade(self);
-        let schedule = move |runnable: Runnable| {
-            if let Some(scheduler) = scheduler.upgrade() {
-                scheduler.schedule(runnable);
-            }
-        };
-        let (runnable, task) = async_task::spawn(future, schedule);
-        runnable.schedule();
-        task.detach();
+        self.task(future).schedule();
     }
 
-    /// Runs `future` as a task of this place, polling it once right now on this thread: a
-    /// remote call that completes at once (most do) then answers from inside the handler that
-    /// received it, without a trip through the queues. Later polls are scheduled as usual.
-    pub(crate) fn spawn_now<F>(self: &Arc<Self>, future: F)
+    /// A detached task of this place running `future`, not yet scheduled.
+    fn task<F>(self: &Arc<Self>, future: F) -> Runnable
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -94,7 +84,17 @@ impl Scheduler {
         };
         let (runnable, task) = async_task::spawn(future, schedule);
         task.detach();
-        runnable.run();
+        runnable
+    }
+
+    /// Runs `future` as a task of this place, polling it once right now on this thread: a
+    /// remote call that completes at once (most do) then answers from inside the handler that
+    /// received it, without a trip through the queues. Later polls are scheduled as usual.
+    pub(crate) fn spawn_now<F>(self: &Arc<Self>, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.task(future).run();
     }
 
     fn schedule(&self, runnable: Runnable) {
