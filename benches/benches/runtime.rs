@@ -166,38 +166,33 @@ async fn at_round_trip(sizes: Sizes) -> Result<f64, String> {
 
 /// Median activities/s of `activities` `async_at!(place 1, noop(i))` in one finish.
 async fn flood(sizes: Sizes) -> Result<f64, String> {
-    let n = sizes.activities;
-    let mut rates = Vec::with_capacity(sizes.runs);
-    for _ in 0..sizes.runs {
-        let start = Instant::now();
-        finish(async move {
-            for i in 0..n {
-                async_at!(Place::new(1), noop(i));
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        rates.push(n as f64 / start.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut rates))
+    let mut seconds = finish_of_noops(Place::new(1), sizes).await?;
+    Ok(sizes.activities as f64 / median(&mut seconds))
 }
 
 /// Median ns per activity of `activities` `async_at!(here(), noop(i))` in one finish.
 async fn local_spawn(sizes: Sizes) -> Result<f64, String> {
+    let mut seconds = finish_of_noops(here(), sizes).await?;
+    Ok(median(&mut seconds) * 1e9 / sizes.activities as f64)
+}
+
+/// Seconds each of `sizes.runs` finishes takes over `sizes.activities` no-op activities at
+/// `place`.
+async fn finish_of_noops(place: Place, sizes: Sizes) -> Result<Vec<f64>, String> {
     let n = sizes.activities;
-    let mut samples = Vec::with_capacity(sizes.runs);
+    let mut seconds = Vec::with_capacity(sizes.runs);
     for _ in 0..sizes.runs {
         let start = Instant::now();
         finish(async move {
             for i in 0..n {
-                async_at!(here(), noop(i));
+                async_at!(place, noop(i));
             }
         })
         .await
         .map_err(|e| e.to_string())?;
-        samples.push(start.elapsed().as_nanos() as f64 / n as f64);
+        seconds.push(start.elapsed().as_secs_f64());
     }
-    Ok(median(&mut samples))
+    Ok(seconds)
 }
 
 /// Median ns per task of `activities` spawns in one `rayon::scope` (rayon's global pool).

@@ -484,7 +484,7 @@ impl Comm {
 
     /// Whether `place` is known to have died.
     pub fn is_failed(&self, place: Place) -> bool {
-        self.failed_places().contains(&place)
+        self.inner.bootstrap.is_failed(place)
     }
 
     /// Writes a record into `to`'s inbox exactly as given, valid or not: what a broken or

@@ -64,12 +64,6 @@ pub(crate) struct Runtime {
     last_failure_check: Mutex<Instant>,
 }
 
-impl std::fmt::Debug for Scheduler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Scheduler")
-    }
-}
-
 impl Runtime {
     pub(crate) fn send_reply<T: Payload>(
         &self,

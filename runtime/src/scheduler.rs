@@ -196,3 +196,12 @@ impl Scheduler {
         self.comm.notify();
     }
 }
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("workers", &self.stealers.len())
+            .field("placement", &self.placement)
+            .finish_non_exhaustive()
+    }
+}

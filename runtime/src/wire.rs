@@ -7,8 +7,7 @@ use atoll_comm::Place;
 /// Bytes of every prefix.
 pub(crate) const PREFIX: usize = 32;
 
-/// No finish: the activity belongs to none (never produced by the runtime itself, but a
-/// peer's bytes are checked against it).
+/// No finish: the call belongs to none (an `at!` made outside any activity).
 pub(crate) const NO_FINISH: u64 = u64::MAX;
 
 /// The finish an activity belongs to, and the credit it carries (`2^-exponent`).

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -32,7 +33,7 @@ pub struct LocalBootstrap {
     /// The sending half and the round ends, locked together so that collective calls from
     /// several threads are serialized: one contribution in flight at a time.
     link: Mutex<Link>,
-    news: Arc<Mutex<News>>,
+    news: Arc<Notices>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -49,6 +50,14 @@ struct News {
     failed: Vec<Place>,
     /// Why the connection to the launcher ended, once it has.
     lost: Option<String>,
+}
+
+/// The news, and how many places died: a count that senders and RMA calls read on every
+/// operation without taking the lock.
+#[derive(Debug, Default)]
+struct Notices {
+    news: Mutex<News>,
+    deaths: AtomicUsize,
 }
 
 /// How the round of an all-gather ended.
@@ -101,7 +110,7 @@ impl LocalBootstrap {
             Duration::from_secs(timeout_s.max(1)),
         )?;
         let (rounds_tx, rounds) = mpsc::channel();
-        let news = Arc::new(Mutex::new(News::default()));
+        let news = Arc::new(Notices::default());
         let reader = {
             let stream = stream
                 .try_clone()
@@ -166,14 +175,20 @@ impl LocalBootstrap {
         }
     }
 
+    /// Whether the launcher has reported `place` dead (no lock while nobody died).
+    pub(crate) fn is_failed(&self, place: Place) -> bool {
+        self.news.deaths.load(Ordering::Acquire) != 0
+            && lock(&self.news.news).failed.contains(&place)
+    }
+
     /// Places the launcher has reported dead so far.
     pub(crate) fn failed_places(&self) -> Vec<Place> {
-        lock(&self.news).failed.clone()
+        lock(&self.news.news).failed.clone()
     }
 
     /// Why the connection to the launcher ended, if it has.
     fn lost(&self) -> Option<Error> {
-        lock(&self.news).lost.clone().map(Error::bootstrap)
+        lock(&self.news.news).lost.clone().map(Error::bootstrap)
     }
 }
 
@@ -274,14 +289,14 @@ fn listen(
     frames: FrameReader,
     size: usize,
     rounds: &Sender<RoundEnd>,
-    news: &Mutex<News>,
+    news: &Notices,
 ) {
     let why = match receive(stream, frames, size, rounds, news) {
         Ok(()) => "the launcher closed the bootstrap connection".to_owned(),
         Err(e) => format!("the bootstrap connection to the launcher failed: {e}"),
     };
     tracing::debug!("{why}");
-    lock(news).lost = Some(why);
+    lock(&news.news).lost = Some(why);
     // Returning drops `rounds`, which wakes a caller waiting for a round.
 }
 
@@ -290,7 +305,7 @@ fn receive(
     mut frames: FrameReader,
     size: usize,
     rounds: &Sender<RoundEnd>,
-    news: &Mutex<News>,
+    news: &Notices,
 ) -> Result<()> {
     let mut blobs: Vec<Option<Vec<u8>>> = vec![None; size];
     let mut received = 0;
@@ -331,9 +346,10 @@ fn receive(
             ToPlace::RoundFailed { rank } if received == 0 => RoundEnd::Failed(place(rank)?),
             ToPlace::PlaceDied { rank } => {
                 let place = place(rank)?;
-                let mut news = lock(news);
-                if !news.failed.contains(&place) {
-                    news.failed.push(place);
+                let mut known = lock(&news.news);
+                if !known.failed.contains(&place) {
+                    known.failed.push(place);
+                    news.deaths.fetch_add(1, Ordering::Release);
                 }
                 continue;
             }

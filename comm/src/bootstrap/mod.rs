@@ -78,6 +78,13 @@ impl Bootstrap {
         self.allgather(&[]).map(|_| ())
     }
 
+    /// Whether `place` is known to have died (cheap while no place has: no lock).
+    pub fn is_failed(&self, place: Place) -> bool {
+        match self {
+            Bootstrap::Local(b) => b.is_failed(place),
+        }
+    }
+
     /// Places the launcher has reported dead so far (cheap; no blocking).
     pub fn failed_places(&self) -> Vec<Place> {
         match self {
