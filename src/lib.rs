@@ -1,17 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+pub use atoll_collectives as collectives;
+pub use atoll_collectives::{op, Collectives, Parts, Team};
 pub use atoll_comm as comm;
 pub use atoll_comm::{CommBuilder, HandlerId, Message, Region, RemoteKey};
 pub use atoll_macros::{main, remote};
 pub use atoll_runtime::{
-    async_at, at, finish, here, num_places, places, run, Error, Failure, FinishError, GlobalRef,
-    ObjectId, Place, PlaceLocal, Result,
+    async_at, at, finish, here, num_places, places, run, world, Error, Failure, FinishError,
+    GlobalRef, ObjectId, Place, PlaceLocal, Result,
 };
 
 /// What programs written against Atoll use: `use atoll::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        async_at, at, finish, here, num_places, places, remote, GlobalRef, Place, PlaceLocal,
+        async_at, at, finish, here, num_places, op, places, remote, world, Collectives, GlobalRef,
+        Parts, Place, PlaceLocal, Team,
     };
 }
 

@@ -239,6 +239,21 @@ impl Comm {
         }
     }
 
+    /// Sends `bytes` as they are (after the raw `prefix`, a multiple of 16 long) in one
+    /// message: for a payload serialized once and sent to several places (a collective's
+    /// relay), or a layer's own format. They are copied once into the transport's memory
+    /// (by rendezvous above the eager threshold); the handler sees exactly them in
+    /// [`Message::bytes`], 16-byte aligned, and must validate them as any peer's bytes.
+    pub fn send_bytes(
+        &self,
+        to: Place,
+        handler: HandlerId,
+        prefix: &[u8],
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.send_framed(to, handler, prefix, &crate::payload::RawBytes(bytes))
+    }
+
     /// A batch of sends to `to`: the pair's lock is taken once for the whole batch instead of
     /// once per message, which is what a flood of small messages needs (each lock is an atomic
     /// read-modify-write, and such an instruction waits for the previous message's stores to

@@ -37,6 +37,28 @@ pub trait CheckedArchive:
 
 impl<T: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>> CheckedArchive for T {}
 
+/// Bytes that are already a payload (an rkyv archive serialized earlier, or a layer's own
+/// validated format): sent as they are, with no archive around them. Made by
+/// [`crate::Comm::send_bytes`]; the receiver sees exactly these bytes in
+/// [`Message::bytes`].
+#[derive(Debug)]
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
+
+impl Archive for RawBytes<'_> {
+    // Nothing of its own is archived: `serialize` writes the bytes, and the (zero-sized)
+    // root that follows them adds nothing.
+    type Archived = ();
+    type Resolver = ();
+
+    fn resolve(&self, _resolver: (), _out: rkyv::Place<()>) {}
+}
+
+impl<S: rancor::Fallible + Writer<S::Error> + ?Sized> rkyv::Serialize<S> for RawBytes<'_> {
+    fn serialize(&self, serializer: &mut S) -> Result<(), S::Error> {
+        serializer.write(self.0)
+    }
+}
+
 /// Bytes before the payload in a rendezvous buffer: a completion flag the receiver sets once it
 /// has pulled the payload.
 pub(crate) const RENDEZVOUS_HEADER: usize = 16;

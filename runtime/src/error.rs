@@ -39,6 +39,10 @@ pub enum Error {
     #[error("no such object (created at {0}): it was freed, or the handle's type differs from the object's")]
     NoSuchObject(Place),
 
+    /// A collective failed (see the inner error for the cause and what to do).
+    #[error(transparent)]
+    Collective(atoll_collectives::Error),
+
     /// A runtime function was called outside the runtime (before `atoll::main` started it, or
     /// on a thread of the program's own).
     #[error("{0} was called outside the Atoll runtime: call it inside `#[atoll::main]` (or `atoll::run`), a remote function, or an activity")]
@@ -50,6 +54,16 @@ impl From<atoll_comm::Error> for Error {
         match error {
             atoll_comm::Error::PlaceFailed(place) => Error::PlaceFailed(place),
             other => Error::Comm(other),
+        }
+    }
+}
+
+impl From<atoll_collectives::Error> for Error {
+    fn from(error: atoll_collectives::Error) -> Error {
+        match error {
+            atoll_collectives::Error::PlaceFailed { place, .. } => Error::PlaceFailed(place),
+            atoll_collectives::Error::Comm(error) => Error::from(error),
+            other => Error::Collective(other),
         }
     }
 }

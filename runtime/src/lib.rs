@@ -29,7 +29,7 @@ pub use data::{ArchivedObjectId, GlobalRef, ObjectId, PlaceLocal};
 pub use error::{Error, Failure, FinishError, Result};
 pub use finish::finish;
 pub use remote::{fn_id, BoxFuture, RemoteEntry, RemoteFn, Wire};
-pub use runtime::{here, num_places, places, run};
+pub use runtime::{here, num_places, places, run, world};
 
 /// Runs a remote function at a place and returns a future of its result:
 /// `at!(place, f(a, b)).await` is a `Result<T, atoll::Error>`.

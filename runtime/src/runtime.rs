@@ -59,6 +59,8 @@ pub(crate) struct Runtime {
     pub(crate) next_finish: AtomicU64,
     pub(crate) objects: crate::data::ObjectTable,
     pub(crate) credit_returns: CreditReturns,
+    collectives: atoll_collectives::Engine,
+    world: atoll_collectives::Team,
     shutdown: AtomicBool,
     failures_seen: AtomicUsize,
     last_failure_check: Mutex<Instant>,
@@ -161,6 +163,7 @@ impl Runtime {
                 self.fail_calls_to(place);
             }
             self.finishes.wake_all();
+            self.collectives.wake_all();
         }
     }
 }
@@ -221,7 +224,9 @@ where
 {
     let registry = Registry::collect()
         .map_err(|reason| Error::Comm(atoll_comm::Error::Bootstrap { reason }))?;
-    let comm = CommBuilder::new()
+    let collectives = atoll_collectives::Engine::new();
+    let comm = collectives
+        .register(CommBuilder::new())
         .handler(CALL, |_, message| with_runtime(|rt| rt.on_call(message)))
         .handler(REPLY, |_, message| with_runtime(|rt| rt.on_reply(message)))
         .handler(CREDIT, |_, message| {
@@ -270,6 +275,8 @@ where
         next_finish: AtomicU64::new(0),
         objects: crate::data::ObjectTable::default(),
         credit_returns: CreditReturns::default(),
+        world: collectives.world(&comm),
+        collectives,
         shutdown: AtomicBool::new(false),
         failures_seen: AtomicUsize::new(0),
         last_failure_check: Mutex::new(Instant::now()),
@@ -398,6 +405,45 @@ pub fn here() -> Place {
 pub fn num_places() -> usize {
     match runtime("num_places()") {
         Ok(rt) => rt.comm.len(),
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// The team of every place of the job, for collectives (`use atoll::prelude::*` brings
+/// [`Collectives`](atoll_collectives::Collectives) into scope). Every place calls a team's
+/// collectives in the same order: typically from one activity per place, started on every
+/// place with `async_at!` inside a `finish`.
+///
+/// ```
+/// use atoll::prelude::*;
+///
+/// #[atoll::remote]
+/// async fn step(round: u64) {
+///     let world = world();
+///     let mine = here().index() as u64 + round;
+///     // A failed collective panics here, and the `finish` below reports it.
+///     let total = world.allreduce(mine, op::Sum).await.expect("allreduce");
+///     let n = num_places() as u64;
+///     assert_eq!(total, n * (n - 1) / 2 + n * round);
+///     world.barrier().await.expect("barrier");
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     finish(async {
+///         for place in places() {
+///             async_at!(place, step(1));
+///         }
+///     })
+///     .await
+/// }
+/// ```
+///
+/// # Panics
+/// Outside the runtime.
+pub fn world() -> atoll_collectives::Team {
+    match runtime("world()") {
+        Ok(rt) => rt.world.clone(),
         Err(error) => panic!("{error}"),
     }
 }
