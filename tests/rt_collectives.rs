@@ -170,8 +170,7 @@ async fn place_failed() -> Result<(), String> {
     for (place, result) in results.into_iter().enumerate() {
         match (place, result) {
             (2, Err(atoll::Error::PlaceFailed(p))) if p == Place::new(2) => {}
-            (0 | 1, Ok(text))
-                if text.contains("PlaceFailed") && text.contains("Place(2)") => {}
+            (0 | 1, Ok(text)) if text.contains("PlaceFailed") && text.contains("Place(2)") => {}
             (place, other) => return Err(format!("place {place}: {other:?}")),
         }
     }

@@ -226,22 +226,7 @@ impl Collectives for Team {
         let call = self.begin();
         async move {
             call.check_rank("the broadcast's root", root)?;
-            if call.rank() == root {
-                broadcast::broadcast(&call, root, Some(bytemuck::cast_slice(buffer))).await?;
-                return Ok(());
-            }
-            let bytes = broadcast::broadcast(&call, root, None)
-                .await?
-                .unwrap_or_default();
-            let values = elements::<E>(&bytes)
-                .filter(|values| values.len() == buffer.len())
-                .ok_or_else(|| Error::WrongLength {
-                    what: "broadcast_into: the root's buffer, in bytes (every member's buffer must be as long as the root's)",
-                    expected: std::mem::size_of_val(buffer),
-                    got: bytes.len(),
-                })?;
-            buffer.copy_from_slice(&values);
-            Ok(())
+            broadcast::broadcast_into(&call, root, bytemuck::cast_slice_mut(buffer)).await
         }
     }
 

@@ -11,9 +11,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use atoll_comm::{Comm, CommBuilder, HandlerId, Place};
+use atoll_comm::{Comm, CommBuilder, HandlerId, Place, Region};
 use rkyv::util::AlignedVec;
 
 use crate::mailbox::{Key, Mailbox, Receive, Received, ABORT};
@@ -90,6 +90,8 @@ struct TeamInner {
     next_seq: AtomicU64,
     comm: Comm,
     mailbox: Arc<Mailbox>,
+    /// Registered memory kept between large broadcasts from this place.
+    scratch: Mutex<Option<Region>>,
 }
 
 impl fmt::Debug for Team {
@@ -112,6 +114,7 @@ impl Team {
                 next_seq: AtomicU64::new(0),
                 comm,
                 mailbox,
+                scratch: Mutex::new(None),
             }),
         }
     }
@@ -158,6 +161,29 @@ impl Team {
             team: self.clone(),
             seq: self.inner.next_seq.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// A region of at least `len` bytes of registered memory for this place's use: the kept
+    /// one if it is large enough, else a new one (`None` if registered memory is short).
+    /// Concurrent users each get their own.
+    pub(crate) fn take_scratch(&self, comm: &Comm, len: usize) -> Option<Region> {
+        let kept = self.scratch().take();
+        match kept {
+            Some(region) if region.len() >= len => Some(region),
+            _ => comm.alloc_region(len).ok(),
+        }
+    }
+
+    /// Keeps `region` for the next large broadcast (the larger of it and the one kept).
+    pub(crate) fn keep_scratch(&self, region: Region) {
+        let mut kept = self.scratch();
+        if kept.as_ref().is_none_or(|k| k.len() < region.len()) {
+            *kept = Some(region);
+        }
+    }
+
+    fn scratch(&self) -> std::sync::MutexGuard<'_, Option<Region>> {
+        self.inner.scratch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Splits the team as `MPI_Comm_split` does: members that give the same `color` form a
