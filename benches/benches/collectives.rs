@@ -10,14 +10,16 @@
 //! an MPI rank does).
 //!
 //! Run: `cargo bench -p atoll-benches --bench collectives`. Without `--bench` (as `cargo test`
-//! runs it) the sizes shrink to a smoke run. `ATOLL_BENCH_PLACES=2,4` picks the place counts.
+//! runs it) the sizes shrink to a smoke run. `ATOLL_BENCH_PLACES=2,4` picks the place counts;
+//! a job run by hand (`ATOLL_BENCH_COLLECTIVES_JOB=full ATOLL_PLACES=2`, with
+//! `ATOLL_BENCH_ONLY=barrier,allreduce_8` for a subset) prints Atoll's figures alone.
 
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use atoll_benches::floor::FloorProbe;
-use atoll_benches::mpi_peer::{parse_figures, MpiPeer};
+use atoll_benches::mpi_peer::MpiPeer;
 use atoll_benches::stats::median;
 use atoll_benches::table::{ns, ratio, Table};
 use atoll_collectives::{block_on, op, Collectives, Engine, Team};
@@ -101,7 +103,9 @@ fn place(sizes: Sizes) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let world = engine.world(&comm);
     let probe = FloorProbe::open(&comm)?;
-    for &(name, kind, bytes) in BENCHMARKS {
+    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    for &(name, kind, bytes) in BENCHMARKS.iter().filter(|b| wanted(b.0)) {
         let before = probe.round_trip_ns(sizes.probe);
         let per_op = measure(
             &comm,
@@ -210,27 +214,46 @@ fn driver(full: bool) -> Result<(), String> {
         "floor after",
     ]);
     let mut peer_note = None;
+    // Atoll and Open MPI take turns, `rounds` times: the host's speed drifts over seconds, and
+    // each figure is the median of its rounds.
+    let rounds = if full { 3 } else { 1 };
     for &n in &places {
-        let atoll = run_job(n, full)?;
-        let mpi = match &peer {
-            Ok(peer) => {
-                let args = [sizes.small, sizes.large, sizes.batches].map(|v| v.to_string());
-                peer.run(n, &args, Duration::from_secs(600))
-                    .unwrap_or_else(|e| {
-                        peer_note = Some(e);
-                        parse_figures("")
-                    })
+        let mut atoll: HashMap<&str, [Vec<f64>; 3]> = HashMap::new();
+        let mut mpi: HashMap<&str, Vec<f64>> = HashMap::new();
+        for _ in 0..rounds {
+            let job = run_job(n, full)?;
+            for &(name, _, _) in BENCHMARKS {
+                let Some(&(ours, before, after)) = job.get(name) else {
+                    return Err(format!("the {n}-place job printed no result for {name}"));
+                };
+                let entry = atoll.entry(name).or_default();
+                entry[0].push(ours);
+                entry[1].push(before);
+                entry[2].push(after);
             }
-            Err(reason) => {
-                peer_note = Some(reason.clone());
-                parse_figures("")
-            }
-        };
-        for &(name, _, _) in BENCHMARKS {
-            let Some(&(ours, before, after)) = atoll.get(name) else {
-                return Err(format!("the {n}-place job printed no result for {name}"));
+            let figures = match &peer {
+                Ok(peer) => {
+                    let args = [sizes.small, sizes.large, sizes.batches].map(|v| v.to_string());
+                    peer.run(n, &args, Duration::from_secs(600))
+                }
+                Err(reason) => Err(reason.clone()),
             };
-            let theirs = mpi.get(name).copied();
+            match figures {
+                Ok(figures) => {
+                    for &(name, _, _) in BENCHMARKS {
+                        if let Some(&value) = figures.get(name) {
+                            mpi.entry(name).or_default().push(value);
+                        }
+                    }
+                }
+                Err(reason) => peer_note = Some(reason),
+            }
+        }
+        for &(name, _, _) in BENCHMARKS {
+            let [mut ours, mut before, mut after] = atoll.remove(name).unwrap_or_default();
+            let (ours, before, after) =
+                (median(&mut ours), median(&mut before), median(&mut after));
+            let theirs = mpi.get_mut(name).map(|v| median(v));
             table.row(vec![
                 name.replace('_', " ")
                     + if name.starts_with("barrier") {
@@ -248,8 +271,8 @@ fn driver(full: bool) -> Result<(), String> {
         }
     }
     println!(
-        "\nCollectives ({} run; median time per operation at place 0; floor = cache-line round trip between places 0 and 1)\n",
-        if full { "full" } else { "smoke" }
+        "\nCollectives ({} run; median over {rounds} rounds of the median time per operation at place 0; floor = cache-line round trip between places 0 and 1)\n",
+        if full { "full" } else { "smoke" },
     );
     println!("{}", table.render());
     if let Some(note) = peer_note {
