@@ -168,6 +168,14 @@ fn reference(comm: &Comm, world: &Team) -> CaseResult {
         let got = run(comm, "broadcast", world.broadcast(root, value))?;
         check("broadcast", got, record(root))?;
     }
+    // A large value through registered memory, from the last rank.
+    let big: Vec<u64> = (0..200_000).collect();
+    let value = (r == p - 1).then(|| big.clone());
+    check(
+        "large broadcast",
+        run(comm, "broadcast", world.broadcast(p - 1, value))? == big,
+        true,
+    )?;
     for len in [0usize, 1, 1000, 300_000] {
         let root = p - 1;
         let expected: Vec<u64> = (0..len as u64).map(|i| i * 7 + root as u64).collect();
