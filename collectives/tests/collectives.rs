@@ -614,6 +614,24 @@ fn mismatch(comm: &Comm, world: &Team) -> CaseResult {
         (1, other) => return Err(format!("short buffer: {other:?}")),
         (_, other) => other.map_err(|e| e.to_string())?,
     }
+    // A message too short to be a collective's: discarded and reported where it arrives, and
+    // nothing else is lost.
+    if r == 1 {
+        comm.send_bytes(Place::new(0), atoll_collectives::HANDLER, &[0u8; 16], b"x")
+            .map_err(|e| e.to_string())?;
+    }
+    run(comm, "barrier", world.barrier())?;
+    if r == 0 {
+        let errors = comm.take_errors();
+        let reported = errors
+            .iter()
+            .any(|e| e.to_string().contains("shorter than its prefix"));
+        check(
+            &format!("the short message reported ({errors:?})"),
+            reported,
+            true,
+        )?;
+    }
     // The team goes on.
     check(
         "after",
