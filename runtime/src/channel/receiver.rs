@@ -281,7 +281,7 @@ impl<T> Receiver<T> {
     }
 
     /// Values that have arrived and wait to be taken (never more than the sender's window).
-    pub fn buffered(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.inbox
             .as_ref()
             .map_or(0, |inbox| inbox.lock().arrivals.buffered())
