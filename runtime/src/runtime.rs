@@ -55,6 +55,15 @@ pub(crate) fn runtime(what: &'static str) -> Result<Arc<Runtime>> {
     RUNTIME.get().cloned().ok_or(Error::NotInRuntime(what))
 }
 
+/// The runtime of this place, borrowed for the life of the process without touching its
+/// reference count (for hot paths), or [`Error::NotInRuntime`] naming `what` was called.
+pub(crate) fn runtime_ref(what: &'static str) -> Result<&'static Runtime> {
+    RUNTIME
+        .get()
+        .map(|rt| &**rt)
+        .ok_or(Error::NotInRuntime(what))
+}
+
 /// One place's runtime.
 #[derive(Debug)]
 pub(crate) struct Runtime {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use atoll_comm::{Comm, Place};
 use futures::task::ArcWake;
 
-use crate::runtime::runtime;
+use crate::runtime::runtime_ref;
 use crate::Result;
 
 /// Wakes the blocked thread: sets the flag and rings this place's doorbell (the thread may be
@@ -36,7 +36,7 @@ pub(crate) fn block_on<R>(
     peer: Place,
     future: impl Future<Output = Result<R>>,
 ) -> Result<R> {
-    let rt = runtime(what)?;
+    let rt = runtime_ref(what)?;
     let signal = Arc::new(Signal {
         woken: AtomicBool::new(false),
         comm: rt.comm.clone(),

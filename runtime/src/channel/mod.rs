@@ -120,7 +120,7 @@ pub use wire::{ArchivedEndpointToken, EndpointToken, EndpointTokenResolver};
 
 use atoll_comm::Place;
 
-use crate::runtime::{runtime, Runtime};
+use crate::runtime::{runtime_ref, Runtime};
 use crate::{Error, Result};
 
 /// The window of a channel made without a capacity: values on their way or waiting at the
@@ -177,18 +177,18 @@ pub fn channel_with_capacity<T: Wire>(
     capacity: usize,
 ) -> Result<(Sender<T>, Receiver<T>)> {
     let capacity = check_capacity(capacity)?;
-    let rt = runtime("channel")?;
-    check_place(&rt, from)?;
-    check_place(&rt, to)?;
+    let rt = runtime_ref("channel")?;
+    check_place(rt, from)?;
+    check_place(rt, to)?;
     let here = rt.comm.here();
     let id = rt.channels.open_pair(here, from, to);
     let mut sender = Sender::unattached(id, capacity);
     let mut receiver = Receiver::unattached(id);
     if here == from {
-        sender.attach(&rt)?;
+        sender.attach(rt)?;
     }
     if here == to {
-        receiver.attach(&rt)?;
+        receiver.attach(rt)?;
     }
     Ok((sender, receiver))
 }

@@ -19,7 +19,7 @@ use super::block::block_on;
 use super::table::Deliver;
 use super::wire::{ArchivedEndpointToken, ChannelId, Closing, DataPrefix, EndpointToken, EndpointTokenResolver};
 use crate::remote::Wire;
-use crate::runtime::{runtime, Runtime};
+use crate::runtime::{runtime_ref, Runtime};
 use crate::{Error, Result};
 
 /// The receiving state of a channel whose `Receiver` is at this place.
@@ -175,12 +175,12 @@ impl<T: Wire> Receiver<T> {
     /// `Sender::new(to, id)` made at `from` (`to` being this place): both ends may be made in
     /// any order, and an id may be used again once its channel is done.
     pub fn new(from: Place, id: u64) -> Result<Receiver<T>> {
-        let rt = runtime("Receiver::new")?;
-        super::check_place(&rt, from)?;
+        let rt = runtime_ref("Receiver::new")?;
+        super::check_place(rt, from)?;
         let here = rt.comm.here();
         let channel = rt.channels.open_named(from, here, here, id);
         let mut receiver = Receiver::unattached(channel);
-        receiver.attach(&rt)?;
+        receiver.attach(rt)?;
         Ok(receiver)
     }
 
@@ -239,13 +239,13 @@ impl<T: Wire> Receiver<T> {
     }
 
     fn look(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
-        let rt = runtime("Receiver::recv")?;
+        let rt = runtime_ref("Receiver::recv")?;
         let channel = self.channel;
-        let look = self.attach(&rt)?.look(cx);
+        let look = self.attach(rt)?.look(cx);
         match look {
             Look::Value(value, credit) => {
                 if let Some(taken) = credit {
-                    rt.channels.send_credit(&rt, channel, taken, false);
+                    rt.channels.send_credit(rt, channel, taken, false);
                 }
                 Poll::Ready(Ok(Some(value)))
             }
@@ -293,14 +293,14 @@ impl<T> Drop for Receiver<T> {
         if self.moved.load(Ordering::Acquire) {
             return;
         }
-        let Ok(rt) = runtime("Receiver::drop") else {
+        let Ok(rt) = runtime_ref("Receiver::drop") else {
             return;
         };
         if rt.comm.here() == self.channel.receiver {
-            rt.channels.receiver_dropped(&rt, self.channel);
+            rt.channels.receiver_dropped(rt, self.channel);
         } else {
             rt.channels
-                .send_close(&rt, self.channel, Closing::Receiver);
+                .send_close(rt, self.channel, Closing::Receiver);
         }
     }
 }

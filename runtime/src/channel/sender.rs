@@ -19,7 +19,7 @@ use super::wire::{
     EndpointTokenResolver,
 };
 use crate::remote::Wire;
-use crate::runtime::{runtime, Runtime, CHANNEL_DATA};
+use crate::runtime::{runtime_ref, Runtime, CHANNEL_DATA};
 use crate::{Error, Result};
 
 /// The sending end of a channel: [`Sender::send`] serializes a value once, straight into the
@@ -82,12 +82,12 @@ impl<T: Wire> Sender<T> {
     /// [`Sender::new`] with a window of `capacity` values (`1..=MAX_CAPACITY`).
     pub fn with_capacity(to: Place, id: u64, capacity: usize) -> Result<Sender<T>> {
         let capacity = super::check_capacity(capacity)?;
-        let rt = runtime("Sender::new")?;
-        super::check_place(&rt, to)?;
+        let rt = runtime_ref("Sender::new")?;
+        super::check_place(rt, to)?;
         let here = rt.comm.here();
         let channel = rt.channels.open_named(here, to, here, id);
         let mut sender = Sender::unattached(channel, capacity);
-        sender.attach(&rt)?;
+        sender.attach(rt)?;
         Ok(sender)
     }
 
@@ -102,8 +102,8 @@ impl<T: Wire> Sender<T> {
 
     /// Waits until the window has room for one more value (what `Sink::poll_ready` does).
     pub fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let rt = runtime("Sender::send")?;
-        self.poll_room_in(&rt, cx)
+        let rt = runtime_ref("Sender::send")?;
+        self.poll_room_in(rt, cx)
     }
 
     fn poll_room_in(&mut self, rt: &Runtime, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -220,7 +220,7 @@ impl<T> Sender<T> {
         if std::mem::replace(&mut self.closed, true) || self.moved.load(Ordering::Acquire) {
             return;
         }
-        let Ok(rt) = runtime("Sender::close") else {
+        let Ok(rt) = runtime_ref("Sender::close") else {
             return;
         };
         if self.window.take().is_some() {
@@ -230,7 +230,7 @@ impl<T> Sender<T> {
         // anywhere closes the channel empty. The receiver knows the count, so a close can
         // never overtake a value.
         rt.channels
-            .send_close(&rt, self.channel, Closing::Sender { sent: self.sent });
+            .send_close(rt, self.channel, Closing::Sender { sent: self.sent });
     }
 }
 
@@ -248,8 +248,8 @@ impl<T: Wire> Sink<T> for Sender<T> {
     }
 
     fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
-        let rt = runtime("Sender::start_send")?;
-        self.get_mut().send_now(&rt, &value)
+        let rt = runtime_ref("Sender::start_send")?;
+        self.get_mut().send_now(rt, &value)
     }
 
     /// Values are in the transport's hands once `start_send` returns: nothing to flush.
@@ -292,8 +292,8 @@ impl<T: Wire> Future for SendFuture<'_, T> {
         if this.value.is_none() {
             return Poll::Ready(Ok(()));
         }
-        let rt = runtime("Sender::send")?;
-        match this.sender.poll_room_in(&rt, cx) {
+        let rt = runtime_ref("Sender::send")?;
+        match this.sender.poll_room_in(rt, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(error)) => {
                 this.value = None;
@@ -301,7 +301,7 @@ impl<T: Wire> Future for SendFuture<'_, T> {
             }
             Poll::Ready(Ok(())) => {
                 match this.value.take() {
-                    Some(value) => Poll::Ready(this.sender.send_now(&rt, &value)),
+                    Some(value) => Poll::Ready(this.sender.send_now(rt, &value)),
                     None => Poll::Ready(Ok(())),
                 }
             }
