@@ -5,6 +5,9 @@ pub use atoll_collectives::{op, Collectives, Parts, Team};
 pub use atoll_comm as comm;
 pub use atoll_comm::{CommBuilder, HandlerId, Message, Region, RemoteKey};
 pub use atoll_macros::{main, remote};
+/// Typed channels between two places, with backpressure: [`channel::Sender`],
+/// [`channel::Receiver`].
+pub use atoll_runtime::channel;
 pub use atoll_runtime::{
     async_at, at, finish, here, num_places, places, run, world, Error, Failure, FinishError,
     GlobalRef, ObjectId, Place, PlaceLocal, Result,

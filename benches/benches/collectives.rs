@@ -16,10 +16,10 @@
 
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use atoll_benches::floor::FloorProbe;
-use atoll_benches::mpi_peer::MpiPeer;
+use atoll_benches::mpi_peer::{self, MpiPeer};
 use atoll_benches::stats::median;
 use atoll_benches::table::{ns, ratio, Table};
 use atoll_collectives::{block_on, op, Collectives, Engine, Team};
@@ -202,8 +202,7 @@ fn driver(full: bool) -> Result<(), String> {
         .split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect();
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/mpi_collectives.c");
-    let peer = MpiPeer::build(std::path::Path::new(source));
+    let peer = MpiPeer::build(&mpi_peer::source("mpi_collectives.c"));
     let mut table = Table::new(&[
         "collective",
         "places",
@@ -234,19 +233,19 @@ fn driver(full: bool) -> Result<(), String> {
             let figures = match &peer {
                 Ok(peer) => {
                     let args = [sizes.small, sizes.large, sizes.batches].map(|v| v.to_string());
-                    peer.run(n, &args, Duration::from_secs(600))
+                    peer.run(n, &args)
                 }
                 Err(reason) => Err(reason.clone()),
             };
             match figures {
                 Ok(figures) => {
                     for &(name, _, _) in BENCHMARKS {
-                        if let Some(&value) = figures.get(name) {
+                        if let Some(value) = figures.get(name) {
                             mpi.entry(name).or_default().push(value);
                         }
                     }
                 }
-                Err(reason) => peer_note = Some(reason),
+                Err(reason) => peer_note = Some(reason.to_string()),
             }
         }
         for &(name, _, _) in BENCHMARKS {

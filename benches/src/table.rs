@@ -79,3 +79,21 @@ pub fn gbps(bytes_per_s: f64) -> String {
 pub fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}x", a / b)
 }
+
+/// `a / b`, marked when the floor moved by more than 2x between the figures compared (the host
+/// changed state between them).
+pub fn ratio_in_state(a: f64, b: f64, floors: &[f64]) -> String {
+    let (lo, hi) = floors
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &f| (lo.min(f), hi.max(f)));
+    if hi > 2.0 * lo {
+        format!("{} (host state changed)", ratio(a, b))
+    } else {
+        ratio(a, b)
+    }
+}
+
+/// `target: met` or `target: missed`.
+pub fn verdict(met: bool, target: String) -> String {
+    format!("{target}: {}", if met { "met" } else { "missed" })
+}

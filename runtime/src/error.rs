@@ -4,6 +4,8 @@ use std::fmt;
 
 use atoll_comm::Place;
 
+use crate::channel::ChannelId;
+
 /// What went wrong in an `at!`, an `async_at!` or a `finish`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +49,79 @@ pub enum Error {
     /// on a thread of the program's own).
     #[error("{0} was called outside the Atoll runtime: call it inside `#[atoll::main]` (or `atoll::run`), a remote function, or an activity")]
     NotInRuntime(&'static str),
+
+    /// A channel end was used away from its place (a `Sender` sends from the channel's
+    /// sending place, a `Receiver` receives at its receiving place).
+    #[error("the {end} of {channel} belongs to {belongs} but was used at {here}: send it there inside `at!`/`async_at!` arguments, or create it there")]
+    ChannelElsewhere {
+        /// `"Sender"` or `"Receiver"`.
+        end: &'static str,
+        /// The channel.
+        channel: ChannelId,
+        /// Where the end must be used.
+        belongs: Place,
+        /// Where it was used.
+        here: Place,
+    },
+
+    /// A channel end that has been used tried to move to another place (inside `at!` or
+    /// `async_at!` arguments).
+    #[error("the {end} of {channel} has been used at {place} and cannot move to another place: send a channel end inside `at!`/`async_at!` arguments before its first use")]
+    ChannelEndInUse {
+        /// `"Sender"` or `"Receiver"`.
+        end: &'static str,
+        /// The channel.
+        channel: ChannelId,
+        /// Where it is in use.
+        place: Place,
+    },
+
+    /// The channel's `Receiver` was dropped: nothing sent any more would be read.
+    #[error("the Receiver of {0} was dropped, so nothing more can be sent on it: keep the Receiver until the Sender is done")]
+    ReceiverDropped(ChannelId),
+
+    /// The `Sender` was closed (`SinkExt::close`) and then used again.
+    #[error("the Sender of {0} was closed: make another channel to send more")]
+    SenderClosed(ChannelId),
+
+    /// `Sink::start_send` without a successful `Sink::poll_ready` while the channel's window
+    /// was full.
+    #[error("Sink::start_send on {0} without a successful poll_ready while its window is full: use `SinkExt::send`/`feed`, or `Sender::send`")]
+    ChannelNotReady(ChannelId),
+
+    /// A second end of the same kind for one channel at one place (a handle deserialized
+    /// twice, or forged).
+    #[error("{channel} already has a {end} at this place: every channel has one Sender and one Receiver")]
+    ChannelTaken {
+        /// `"Sender"` or `"Receiver"`.
+        end: &'static str,
+        /// The channel.
+        channel: ChannelId,
+    },
+
+    /// A channel's capacity outside `1..=MAX_CAPACITY`.
+    #[error("a channel's capacity must be between 1 and {max}, not {capacity}")]
+    ChannelCapacity {
+        /// What was asked for.
+        capacity: usize,
+        /// The largest capacity.
+        max: usize,
+    },
+
+    /// A peer broke the channel protocol: a value that fails validation (or is of another type
+    /// than the `Receiver`'s), a sequence number out of place, more values than the window
+    /// allows. The values that arrived in order before it are still delivered.
+    #[error(
+        "{channel}: a bad message from {from}: {reason} (is every place running the same binary?)"
+    )]
+    ChannelProtocol {
+        /// The channel.
+        channel: ChannelId,
+        /// The place that sent the message.
+        from: Place,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl From<atoll_comm::Error> for Error {

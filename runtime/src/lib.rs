@@ -8,6 +8,7 @@
 //! - `call`: `at!` ([`call_at`]) and `async_at!` ([`spawn_at`]), and their receiving side.
 //! - `finish`: [`finish`] and its termination protocol (credit recovery; see its docs).
 //! - `scheduler`: one work-stealing pool per place; idle workers drive the transport.
+//! - [`channel`]: typed channels between two places, with backpressure (`Sender`, `Receiver`).
 //! - `runtime`: start-up ([`run`]), the runtime's messages, shutdown; and, for the benchmark
 //!   only, an echo handler pair (ids 5 and 6) that measures the bare active-message round
 //!   trip under the runtime (`__private::__bench_echo_round_trip`).
@@ -15,6 +16,7 @@
 mod activity;
 mod affinity;
 mod call;
+pub mod channel;
 mod data;
 mod error;
 mod finish;

@@ -34,12 +34,16 @@ pub trait RemoteFn: 'static {
     fn call(args: Self::Args) -> BoxFuture<Self::Output>;
 }
 
-/// A value that can travel between places as a remote function's arguments or result:
-/// serialized once by the sender, validated and deserialized by the receiver. Every rkyv
-/// type (`#[derive(Archive, Serialize, Deserialize)]`, the standard types) is one.
+/// A value that can travel between places as a remote function's arguments or result, or on
+/// a channel: serialized once by the sender, validated and deserialized by the receiver. Every
+/// rkyv type (`#[derive(Archive, Serialize, Deserialize)]`, the standard types) is one.
 pub trait Wire: Payload + Send + Sized + 'static {
     /// The value carried by `message`, validated.
     fn decode(message: &Message<'_>) -> atoll_comm::Result<Self>;
+
+    /// The value archived in `bytes` (a payload kept after its message was gone; 16-aligned),
+    /// validated.
+    fn decode_bytes(bytes: &[u8]) -> Result<Self, BoxedError>;
 }
 
 impl<T> Wire for T
@@ -49,6 +53,10 @@ where
 {
     fn decode(message: &Message<'_>) -> atoll_comm::Result<T> {
         message.deserialize::<T>()
+    }
+
+    fn decode_bytes(bytes: &[u8]) -> Result<T, BoxedError> {
+        rkyv::from_bytes::<T, BoxedError>(bytes)
     }
 }
 

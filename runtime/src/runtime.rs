@@ -30,6 +30,14 @@ const SHUTDOWN: HandlerId = HandlerId::new(4);
 const ECHO: HandlerId = HandlerId::new(5);
 /// For the benchmark only: an echo came back; counted in [`ECHOES`].
 const ECHO_REPLY: HandlerId = HandlerId::new(6);
+/// A value on a channel, to its receiving place (prefix: `channel::wire::DataPrefix`).
+pub(crate) const CHANNEL_DATA: HandlerId = HandlerId::new(7);
+/// Credit back to a channel's sending place, or the news that its receiver was dropped
+/// (prefix: `channel::wire::CreditPrefix`).
+pub(crate) const CHANNEL_CREDIT: HandlerId = HandlerId::new(8);
+/// An end of a channel went away, to its receiving place (prefix:
+/// `channel::wire::ClosePrefix`).
+pub(crate) const CHANNEL_CLOSE: HandlerId = HandlerId::new(9);
 
 /// Echoes that came back to this place.
 static ECHOES: AtomicU64 = AtomicU64::new(0);
@@ -47,6 +55,15 @@ pub(crate) fn runtime(what: &'static str) -> Result<Arc<Runtime>> {
     RUNTIME.get().cloned().ok_or(Error::NotInRuntime(what))
 }
 
+/// The runtime of this place, borrowed for the life of the process without touching its
+/// reference count (for hot paths), or [`Error::NotInRuntime`] naming `what` was called.
+pub(crate) fn runtime_ref(what: &'static str) -> Result<&'static Runtime> {
+    RUNTIME
+        .get()
+        .map(|rt| &**rt)
+        .ok_or(Error::NotInRuntime(what))
+}
+
 /// One place's runtime.
 #[derive(Debug)]
 pub(crate) struct Runtime {
@@ -61,6 +78,7 @@ pub(crate) struct Runtime {
     pub(crate) credit_returns: CreditReturns,
     collectives: atoll_collectives::Engine,
     world: atoll_collectives::Team,
+    pub(crate) channels: crate::channel::table::Channels,
     shutdown: AtomicBool,
     failures_seen: AtomicUsize,
     last_failure_check: Mutex<Instant>,
@@ -161,6 +179,7 @@ impl Runtime {
         if failed.len() > self.failures_seen.swap(failed.len(), Ordering::AcqRel) {
             for place in failed {
                 self.fail_calls_to(place);
+                self.channels.fail_place(place);
             }
             self.finishes.wake_all();
             self.collectives.wake_all();
@@ -232,6 +251,15 @@ where
         .handler(CREDIT, |_, message| {
             with_runtime(|rt| rt.on_credit(message))
         })
+        .handler(CHANNEL_DATA, |_, message| {
+            with_runtime(|rt| rt.channels.on_data(rt, message))
+        })
+        .handler(CHANNEL_CREDIT, |_, message| {
+            with_runtime(|rt| rt.channels.on_credit(rt, message))
+        })
+        .handler(CHANNEL_CLOSE, |_, message| {
+            with_runtime(|rt| rt.channels.on_close(rt, message))
+        })
         .handler(ECHO, |comm, message| {
             let value = message.access::<u64>()?.to_native();
             comm.send(message.from(), ECHO_REPLY, &value)
@@ -277,6 +305,7 @@ where
         credit_returns: CreditReturns::default(),
         world: collectives.world(&comm),
         collectives,
+        channels: Default::default(),
         shutdown: AtomicBool::new(false),
         failures_seen: AtomicUsize::new(0),
         last_failure_check: Mutex::new(Instant::now()),
@@ -348,6 +377,13 @@ where
     };
     // Everything this place sent is taken before it exits; then the workers stop.
     let flushed = comm.flush();
+    // Channel values are not part of any finish: a value sent to a place that has nothing left
+    // to flush would stay in its inbox, and its sender's flush would wait for a place that
+    // exited. So every place goes on taking messages until all have flushed. (It fails at once
+    // if a place died; the flush above has reported that.)
+    if let Err(error) = comm.bootstrap_barrier() {
+        tracing::debug!(%error, "the shutdown barrier failed");
+    }
     scheduler.stop();
     for thread in threads {
         let _ = thread.join();

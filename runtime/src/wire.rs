@@ -44,13 +44,15 @@ pub(crate) struct CreditPrefix {
     pub(crate) finish: u64,
 }
 
-fn word(bytes: &[u8], at: usize) -> u64 {
+/// The little-endian `u64` at `at` of `bytes` (a prefix of [`PREFIX`] bytes).
+pub(crate) fn word(bytes: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(w)
 }
 
-fn half(bytes: &[u8], at: usize) -> u32 {
+/// The little-endian `u32` at `at` of `bytes` (a prefix of [`PREFIX`] bytes).
+pub(crate) fn half(bytes: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(w)
