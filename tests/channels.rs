@@ -365,7 +365,12 @@ async fn drops() -> Result<(), String> {
     async_at!(p2, send_range(here(), 12, 50, 8));
     at!(p2, flood_state()).await.map_err(s)?;
     let mut rx = Receiver::<u64>::new(p2, 12).map_err(s)?;
-    expect_range(&mut rx, 50, "sent over a window before the receiver existed").await?;
+    expect_range(
+        &mut rx,
+        50,
+        "sent over a window before the receiver existed",
+    )
+    .await?;
 
     // The id can be used again: the next opening at each side pairs up.
     async_at!(p2, send_range(here(), 12, 3, 8));

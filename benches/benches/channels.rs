@@ -158,7 +158,8 @@ async fn stream_small(sizes: Sizes) -> Result<f64, String> {
     let n = sizes.small;
     let mut rates = Vec::with_capacity(sizes.runs);
     for _ in 0..sizes.runs {
-        let (mut tx, rx) = channel_with_capacity::<u64>(here(), Place::new(1), WINDOW).map_err(text)?;
+        let (mut tx, rx) =
+            channel_with_capacity::<u64>(here(), Place::new(1), WINDOW).map_err(text)?;
         let start = Instant::now();
         let send = async move {
             for i in 0..n {
@@ -221,7 +222,11 @@ fn mpi_figures(sizes: Sizes) -> Result<Figures, PeerError> {
 
 /// An MPI figure for the table, or why there is none.
 fn mpi_cell(figures: &Result<Figures, PeerError>, key: &str, show: fn(f64) -> String) -> String {
-    match figures.as_ref().map_err(Clone::clone).and_then(|f| f.require(key)) {
+    match figures
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|f| f.require(key))
+    {
         Ok(value) => show(value),
         Err(why) => why.to_string(),
     }
@@ -229,7 +234,12 @@ fn mpi_cell(figures: &Result<Figures, PeerError>, key: &str, show: fn(f64) -> St
 
 /// `atoll / mpi` (or `mpi / atoll` for rates, so that above 1 is always Atoll behind), or
 /// nothing without an MPI figure.
-fn mpi_ratio(figures: &Result<Figures, PeerError>, key: &str, atoll: f64, floors: &[f64]) -> String {
+fn mpi_ratio(
+    figures: &Result<Figures, PeerError>,
+    key: &str,
+    atoll: f64,
+    floors: &[f64],
+) -> String {
     match figures.as_ref().ok().and_then(|f| f.get(key)) {
         Some(mpi) if key.ends_with("_ns") => ratio_in_state(atoll, mpi, floors),
         Some(mpi) => ratio(mpi, atoll),
@@ -304,7 +314,10 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
         let off = PeerError::Skipped("not asked for (ATOLL_BENCH_ONLY)".into());
         (f64::NAN, Err(off), f64::NAN)
     };
-    let (rt, f1, f2) = channel_rts.last().copied().unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    let (rt, f1, f2) = channel_rts
+        .last()
+        .copied()
+        .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     table.row(vec![
         format!("Open MPI MPI_Send/MPI_Recv ping-pong, 8 B, np 2 ({batches})"),
         mpi_cell(&mpi, "pingpong_8_ns", ns),
@@ -377,7 +390,11 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
         "Atoll channel benchmarks{}: {} places, {cores} cores; floor = cache-line round trip \
          between places 0 and 1 (median of {} round trips); Open MPI at 2 processes \
          (mpirun --oversubscribe, shared memory)\n",
-        if full { "" } else { " (smoke run: sizes reduced; `cargo bench` for the real ones)" },
+        if full {
+            ""
+        } else {
+            " (smoke run: sizes reduced; `cargo bench` for the real ones)"
+        },
         num_places(),
         sizes.probe,
     );

@@ -132,7 +132,11 @@ impl MpiPeer {
             .output();
         check("mpicc", output)?;
         std::fs::rename(&partial, &exe).map_err(|e| {
-            PeerError::Failed(format!("renaming {} to {}: {e}", partial.display(), exe.display()))
+            PeerError::Failed(format!(
+                "renaming {} to {}: {e}",
+                partial.display(),
+                exe.display()
+            ))
         })?;
         Ok(MpiPeer { exe })
     }
@@ -165,8 +169,14 @@ fn check(tool: &str, output: std::io::Result<Output>) -> Result<Output, PeerErro
     let output = match output {
         Ok(output) => output,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let missing = if tool == "mpirun" { "timeout or mpirun" } else { tool };
-            return Err(PeerError::Skipped(format!("{missing} not found: {INSTALL}")));
+            let missing = if tool == "mpirun" {
+                "timeout or mpirun"
+            } else {
+                tool
+            };
+            return Err(PeerError::Skipped(format!(
+                "{missing} not found: {INSTALL}"
+            )));
         }
         Err(e) => return Err(PeerError::Failed(format!("starting {tool}: {e}"))),
     };
@@ -184,7 +194,10 @@ fn check(tool: &str, output: std::io::Result<Output>) -> Result<Output, PeerErro
         Some(code) => format!("status {code}"),
         None => format!("{} (killed after {RUN_LIMIT_S} s?)", output.status),
     };
-    Err(PeerError::Failed(format!("{tool} exited with {status}: {}", tail.join(" / "))))
+    Err(PeerError::Failed(format!(
+        "{tool} exited with {status}: {}",
+        tail.join(" / ")
+    )))
 }
 
 /// Whether `exe` exists and is at least as new as `source`.
@@ -230,10 +243,7 @@ mod tests {
     fn reasons_say_what_happened() {
         let skipped = PeerError::Skipped("mpicc not found".into());
         assert_eq!(skipped.to_string(), "skipped: mpicc not found");
-        let missing = check(
-            "mpicc",
-            Err(std::io::Error::from(ErrorKind::NotFound)),
-        );
+        let missing = check("mpicc", Err(std::io::Error::from(ErrorKind::NotFound)));
         assert!(matches!(missing, Err(PeerError::Skipped(why)) if why.contains("openmpi-bin")));
     }
 

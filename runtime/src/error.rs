@@ -107,7 +107,9 @@ pub enum Error {
     /// A peer broke the channel protocol: a value that fails validation (or is of another type
     /// than the `Receiver`'s), a sequence number out of place, more values than the window
     /// allows. The values that arrived in order before it are still delivered.
-    #[error("{channel}: a bad message from {from}: {reason} (is every place running the same binary?)")]
+    #[error(
+        "{channel}: a bad message from {from}: {reason} (is every place running the same binary?)"
+    )]
     ChannelProtocol {
         /// The channel.
         channel: ChannelId,

@@ -289,7 +289,8 @@ mod tests {
         }
         assert_eq!(a.take(), Some(0));
         assert_eq!(a.credit_due(), Some(1), "a quarter of 4 is 1");
-        a.arrive(&prefix(4, 4), 4).expect("the credit moved the window");
+        a.arrive(&prefix(4, 4), 4)
+            .expect("the credit moved the window");
         assert_eq!(a.credit_due(), None);
     }
 

@@ -49,8 +49,7 @@ pub(crate) fn block_on<R>(
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
         }
-        rt.comm.wait_until(|| {
-            signal.woken.load(Ordering::Acquire) || rt.comm.is_failed(peer)
-        })?;
+        rt.comm
+            .wait_until(|| signal.woken.load(Ordering::Acquire) || rt.comm.is_failed(peer))?;
     }
 }

@@ -17,7 +17,9 @@ use rkyv::rancor::{Fallible, Source};
 use super::arrivals::Arrivals;
 use super::block::block_on;
 use super::table::Deliver;
-use super::wire::{ArchivedEndpointToken, ChannelId, Closing, DataPrefix, EndpointToken, EndpointTokenResolver};
+use super::wire::{
+    ArchivedEndpointToken, ChannelId, Closing, DataPrefix, EndpointToken, EndpointTokenResolver,
+};
 use crate::remote::Wire;
 use crate::runtime::{runtime_ref, Runtime};
 use crate::{Error, Result};
@@ -299,8 +301,7 @@ impl<T> Drop for Receiver<T> {
         if rt.comm.here() == self.channel.receiver {
             rt.channels.receiver_dropped(rt, self.channel);
         } else {
-            rt.channels
-                .send_close(rt, self.channel, Closing::Receiver);
+            rt.channels.send_close(rt, self.channel, Closing::Receiver);
         }
     }
 }

@@ -139,6 +139,11 @@ impl<T: Wire> Sender<T> {
         if sent - window.taken.load(Ordering::Acquire) >= capacity {
             return Err(Error::ChannelNotReady(self.channel));
         }
+        self.send_unchecked(rt, value)
+    }
+
+    /// Sends `value`, the window being known to have room.
+    fn send_unchecked(&mut self, rt: &Runtime, value: &T) -> Result<()> {
         if rt.comm.is_failed(self.channel.receiver) {
             return Err(Error::PlaceFailed(self.channel.receiver));
         }
@@ -301,7 +306,8 @@ impl<T: Wire> Future for SendFuture<'_, T> {
             }
             Poll::Ready(Ok(())) => {
                 match this.value.take() {
-                    Some(value) => Poll::Ready(this.sender.send_now(rt, &value)),
+                    // `poll_room_in` has just seen room, and the receiver alive.
+                    Some(value) => Poll::Ready(this.sender.send_unchecked(rt, &value)),
                     None => Poll::Ready(Ok(())),
                 }
             }

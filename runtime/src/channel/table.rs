@@ -13,9 +13,7 @@ use rkyv::util::AlignedVec;
 
 use super::arrivals::Arrivals;
 use super::receiver::Inbox;
-use super::wire::{
-    type_hash, ChannelId, ClosePrefix, Closing, CreditPrefix, DataPrefix, PAIR,
-};
+use super::wire::{type_hash, ChannelId, ClosePrefix, Closing, CreditPrefix, DataPrefix, PAIR};
 use crate::remote::Wire;
 use crate::runtime::{Runtime, CHANNEL_CLOSE, CHANNEL_CREDIT, CHANNEL_DATA};
 use crate::wire::PREFIX;
@@ -25,7 +23,11 @@ use crate::{Error, Result};
 pub(crate) trait Deliver: Send + Sync {
     /// Value `prefix.seq` arrived in `message`: validate, deserialize and keep it; wake the
     /// receiver.
-    fn deliver(&self, prefix: &DataPrefix, message: &Message<'_>) -> std::result::Result<(), String>;
+    fn deliver(
+        &self,
+        prefix: &DataPrefix,
+        message: &Message<'_>,
+    ) -> std::result::Result<(), String>;
     /// The sender is done after `sent` values; wake the receiver.
     fn close(&self, sent: u64) -> std::result::Result<(), String>;
     /// Whether the sender has closed.
@@ -56,11 +58,73 @@ pub(crate) struct Outbound {
     pub(crate) waker: AtomicWaker,
 }
 
+/// Hashes [`ChannelId`]s: one multiply per word, seeded per process. Every value that arrives
+/// looks its channel up, and SipHash (the standard map's) costs more than the rest of the
+/// lookup; a per-process seed keeps a peer from choosing colliding ids in advance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdHashing {
+    seed: u64,
+}
+
+impl Default for IdHashing {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        IdHashing {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdHashing {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { state: self.seed }
+    }
+}
+
+/// The hasher of [`IdHashing`].
+pub(crate) struct IdHasher {
+    state: u64,
+}
+
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        self.state = (self.state ^ word).wrapping_mul(K).rotate_left(29);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.mix(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.mix(value);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.state;
+        (h ^ (h >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+    }
+}
+
+type IdMap<V> = HashMap<ChannelId, V, IdHashing>;
+
 /// This place's channels.
 #[derive(Default)]
 pub(crate) struct Channels {
-    inbound: Mutex<HashMap<ChannelId, Inbound>>,
-    outbound: Mutex<HashMap<ChannelId, Arc<Outbound>>>,
+    inbound: Mutex<IdMap<Inbound>>,
+    outbound: Mutex<IdMap<Arc<Outbound>>>,
     /// Named channels opened here: (sending side?, peer, id) → openings so far.
     openings: Mutex<HashMap<(bool, Place, u64), u32>>,
     next_pair: AtomicU64,
@@ -100,7 +164,13 @@ fn split<'a>(message: &Message<'a>) -> atoll_comm::Result<(&'a [u8], Message<'a>
 impl Channels {
     /// The channel of the next named end: the k-th `Sender::new(to, id)` at a place is the
     /// k-th `Receiver::new(from, id)` at `to`.
-    pub(crate) fn open_named(&self, sender: Place, receiver: Place, here: Place, id: u64) -> ChannelId {
+    pub(crate) fn open_named(
+        &self,
+        sender: Place,
+        receiver: Place,
+        here: Place,
+        id: u64,
+    ) -> ChannelId {
         let sending = here == sender;
         let peer = if sending { receiver } else { sender };
         let mut openings = lock(&self.openings);
@@ -134,7 +204,8 @@ impl Channels {
         let arrivals = match inbound.remove(&channel) {
             None => Arrivals::expecting(type_hash::<T>()),
             Some(Inbound::Waiting(kept)) => kept.convert(type_hash::<T>(), |bytes| {
-                T::decode_bytes(&bytes).map_err(|error| format!("a value failed validation: {error}"))
+                T::decode_bytes(&bytes)
+                    .map_err(|error| format!("a value failed validation: {error}"))
             }),
             Some(other) => {
                 inbound.insert(channel, other);
@@ -200,9 +271,9 @@ impl Channels {
             taken,
             gone,
         };
-        if let Err(error) = rt
-            .comm
-            .send_framed(channel.sender, CHANNEL_CREDIT, &prefix.encode(), &())
+        if let Err(error) =
+            rt.comm
+                .send_framed(channel.sender, CHANNEL_CREDIT, &prefix.encode(), &())
         {
             tracing::debug!(%error, %channel, "could not return channel credit");
         }
@@ -228,12 +299,13 @@ impl Channels {
                 .entry(channel)
                 .or_insert_with(|| Inbound::Waiting(Arrivals::default()));
             match entry {
+                // The common case first: the receiver is here.
+                Inbound::Attached(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
                 Inbound::Waiting(kept) => {
                     let mut bytes = AlignedVec::<16>::with_capacity(payload.bytes().len());
                     bytes.extend_from_slice(payload.bytes());
                     kept.arrive(&prefix, bytes).map(|()| true)
                 }
-                Inbound::Attached(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
                 Inbound::Dropped => Ok(false),
             }
         };
