@@ -15,9 +15,9 @@ FEATURES=(--features atoll/hwloc)
 section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
-    # Debian packages the build and the tests use (libudev-dev: hwloc links libudev). Skipped
-    # when they are all present.
-    local packages=(build-essential pkg-config libhwloc-dev libudev-dev)
+    # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
+    # the peer the channels benchmark measures beside Atoll). Skipped when they are all present.
+    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -73,12 +73,18 @@ run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 2 places in
 ATOLL_PLACES=4 run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 4 places in .*(checked)' 1000000
 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 2 places in .*(checked)'
 ATOLL_PLACES=4 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 4 places in .*(checked)'
+run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 2 places over .* channels in .*(checked)' 30
+ATOLL_PLACES=4 run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 4 places over .* channels in .*(checked)' 30
+ATOLL_PLACES=4 run_example pipeline '^\[place 0\] pipeline of 4 places streamed 1000000 values .*: 500000 arrived, sum 83333333333000000, in .*(checked)' 1000000
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, benches as smoke runs)"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}" 2>&1 | tee -a "$results"
 timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1 | tee -a "$results"
+
+section "channels benchmark (full size, once: channels and Open MPI in the same run)"
+timeout -s KILL 600 cargo bench -p atoll-benches --bench channels "${FEATURES[@]}"
 
 shm_after="$(shm_leftovers)"
 if [ "$shm_after" != "$shm_before" ]; then

@@ -149,6 +149,39 @@ impl<T: Wire> Deliver for Inbox<T> {
 /// [`channel`](super::channel)), it travels there inside `at!`/`async_at!` arguments, before
 /// its first use.
 ///
+/// ```
+/// use atoll::prelude::*;
+/// use atoll::channel::{Receiver, Sender};
+///
+/// #[atoll::remote]
+/// async fn count_to(n: u64) -> Result<(), String> {
+///     let mut tx = Sender::<u64>::new(Place::new(0), 9).map_err(|e| e.to_string())?;
+///     for i in 1..=n {
+///         tx.send(i).await.map_err(|e| e.to_string())?;
+///     }
+///     Ok(())
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     let from = Place::new(num_places() - 1);
+///     let mut rx = Receiver::<u64>::new(from, 9)?;
+///     async_at!(from, count_to(100));
+///     // Blocking, on a thread of the program's own (in async code, `.await` instead).
+///     let sum = std::thread::spawn(move || {
+///         let mut sum = 0;
+///         while let Some(i) = rx.recv().block()? {
+///             sum += i;
+///         }
+///         Ok::<u64, atoll::Error>(sum)
+///     })
+///     .join()
+///     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+///     assert_eq!(sum, 5050);
+///     Ok(())
+/// }
+/// ```
+///
 /// [`Sender`]: super::Sender
 pub struct Receiver<T> {
     channel: ChannelId,
