@@ -25,8 +25,13 @@ use crate::runtime::{runtime_ref, Runtime};
 use crate::{Error, Result};
 
 /// The receiving state of a channel whose `Receiver` is at this place.
+///
+/// Lock order: a value dropped under the inbox's lock may drop channel ends, which take the
+/// table's lock; so the table never takes an inbox's lock while it holds its own.
 pub(crate) struct Inbox<T> {
     state: Mutex<InboxState<T>>,
+    /// The sender has closed (mirrors the arrivals', readable without the lock).
+    closed: AtomicBool,
 }
 
 struct InboxState<T> {
@@ -49,6 +54,7 @@ enum Look<T> {
 impl<T> Inbox<T> {
     pub(crate) fn new(arrivals: Arrivals<T>) -> Inbox<T> {
         Inbox {
+            closed: AtomicBool::new(arrivals.is_closed()),
             state: Mutex::new(InboxState {
                 arrivals,
                 waker: None,
@@ -116,11 +122,13 @@ impl<T: Wire> Deliver for Inbox<T> {
     }
 
     fn close(&self, sent: u64) -> std::result::Result<(), String> {
-        self.change(|arrivals| arrivals.close(sent))
+        self.change(|arrivals| arrivals.close(sent))?;
+        self.closed.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn is_closed(&self) -> bool {
-        self.lock().arrivals.is_closed()
+        self.closed.load(Ordering::Acquire)
     }
 
     fn wake(&self) {

@@ -30,7 +30,8 @@ pub(crate) trait Deliver: Send + Sync {
     ) -> std::result::Result<(), String>;
     /// The sender is done after `sent` values; wake the receiver.
     fn close(&self, sent: u64) -> std::result::Result<(), String>;
-    /// Whether the sender has closed.
+    /// Whether the sender has closed (without taking the receiver's lock: the table asks while
+    /// it holds its own).
     fn is_closed(&self) -> bool;
     /// Wake the receiver (to look at its peer's failure).
     fn wake(&self);
@@ -293,21 +294,34 @@ impl Channels {
                 format!("a value for {channel} came from {from}, not from its sender"),
             ));
         }
-        let outcome = {
+        /// Where the value goes, as the table says.
+        enum Target {
+            Receiver(Arc<dyn Deliver>),
+            Kept(std::result::Result<(), String>),
+            Discarded,
+        }
+        let target = {
             let mut inbound = lock(&self.inbound);
             let entry = inbound
                 .entry(channel)
                 .or_insert_with(|| Inbound::Waiting(Arrivals::default()));
             match entry {
                 // The common case first: the receiver is here.
-                Inbound::Attached(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
+                Inbound::Attached(inbox) => Target::Receiver(inbox.clone()),
                 Inbound::Waiting(kept) => {
                     let mut bytes = AlignedVec::<16>::with_capacity(payload.bytes().len());
                     bytes.extend_from_slice(payload.bytes());
-                    kept.arrive(&prefix, bytes).map(|()| true)
+                    Target::Kept(kept.arrive(&prefix, bytes))
                 }
-                Inbound::Dropped => Ok(false),
+                Inbound::Dropped => Target::Discarded,
             }
+        };
+        // Delivered without the table's lock: deserializing (or dropping a refused value, which
+        // may hold channel ends of its own) must be free to use the table.
+        let outcome = match target {
+            Target::Receiver(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
+            Target::Kept(kept) => kept.map(|()| true),
+            Target::Discarded => Ok(false),
         };
         match outcome {
             Ok(true) => Ok(()),
