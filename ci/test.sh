@@ -73,6 +73,9 @@ run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 2 places in
 ATOLL_PLACES=4 run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 4 places in .*(checked)' 1000000
 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 2 places in .*(checked)'
 ATOLL_PLACES=4 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, depth 11, seed 19): 4894967 nodes on 4 places in .*(checked)'
+run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 2 places over .* channels in .*(checked)' 30
+ATOLL_PLACES=4 run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 4 places over .* channels in .*(checked)' 30
+ATOLL_PLACES=4 run_example pipeline '^\[place 0\] pipeline of 4 places streamed 1000000 values .*: 500000 arrived, sum 83333333333000000, in .*(checked)' 1000000
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, collectives at 1-8 places, benches as smoke runs)"
 results="$(mktemp)"
@@ -82,6 +85,9 @@ timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1
 
 section "benchmark: collectives at 2 and 4 places beside Open MPI (full run)"
 timeout -s KILL 900 cargo bench -p atoll-benches --bench collectives "${FEATURES[@]}" 2>&1 | tee -a "$results"
+
+section "channels benchmark (full size, once: channels and Open MPI in the same run)"
+timeout -s KILL 600 cargo bench -p atoll-benches --bench channels "${FEATURES[@]}"
 
 shm_after="$(shm_leftovers)"
 if [ "$shm_after" != "$shm_before" ]; then

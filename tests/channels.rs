@@ -418,6 +418,13 @@ async fn double(rx: Receiver<u64>, tx: Sender<u64>) -> Result<(), String> {
     rx.map_ok(|v| v * 2).forward(tx).await.map_err(s)
 }
 
+/// Takes one channel end from `ends` and answers 42 on it.
+#[atoll::remote]
+async fn answer_on(mut ends: Receiver<Sender<u64>>) -> Result<(), String> {
+    let mut reply = ends.recv().await.map_err(s)?.ok_or("no channel end came")?;
+    reply.send(42).await.map_err(s)
+}
+
 async fn pairs() -> Result<(), String> {
     let (p1, p2) = (Place::new(1), Place::new(2));
 
@@ -451,6 +458,15 @@ async fn pairs() -> Result<(), String> {
     source.map_err(s)?;
     if sum.map_err(s)? != 2 * (499 * 500 / 2) {
         return Err("the stage lost values".into());
+    }
+
+    // A channel end sent over a channel.
+    let (reply_end, mut replies) = channel::<u64>(p2, here()).map_err(s)?;
+    let (mut ends, ends_at_2) = channel::<Sender<u64>>(here(), p2).map_err(s)?;
+    ends.send(reply_end).await.map_err(s)?;
+    at!(p2, answer_on(ends_at_2)).await.map_err(s)??;
+    if replies.recv().await.map_err(s)? != Some(42) || replies.recv().await.map_err(s)?.is_some() {
+        return Err("the answer on a channel end sent over a channel was lost".into());
     }
 
     // Misuse: an end used away from its place; an end in use sent elsewhere.

@@ -25,8 +25,13 @@ use crate::runtime::{runtime_ref, Runtime};
 use crate::{Error, Result};
 
 /// The receiving state of a channel whose `Receiver` is at this place.
+///
+/// Lock order: a value dropped under the inbox's lock may drop channel ends, which take the
+/// table's lock; so the table never takes an inbox's lock while it holds its own.
 pub(crate) struct Inbox<T> {
     state: Mutex<InboxState<T>>,
+    /// The sender has closed (mirrors the arrivals', readable without the lock).
+    closed: AtomicBool,
 }
 
 struct InboxState<T> {
@@ -49,6 +54,7 @@ enum Look<T> {
 impl<T> Inbox<T> {
     pub(crate) fn new(arrivals: Arrivals<T>) -> Inbox<T> {
         Inbox {
+            closed: AtomicBool::new(arrivals.is_closed()),
             state: Mutex::new(InboxState {
                 arrivals,
                 waker: None,
@@ -116,11 +122,13 @@ impl<T: Wire> Deliver for Inbox<T> {
     }
 
     fn close(&self, sent: u64) -> std::result::Result<(), String> {
-        self.change(|arrivals| arrivals.close(sent))
+        self.change(|arrivals| arrivals.close(sent))?;
+        self.closed.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn is_closed(&self) -> bool {
-        self.lock().arrivals.is_closed()
+        self.closed.load(Ordering::Acquire)
     }
 
     fn wake(&self) {
@@ -148,6 +156,39 @@ impl<T: Wire> Deliver for Inbox<T> {
 /// A `Receiver` receives only at the channel's receiving place. Made elsewhere (by
 /// [`channel`](super::channel)), it travels there inside `at!`/`async_at!` arguments, before
 /// its first use.
+///
+/// ```
+/// use atoll::prelude::*;
+/// use atoll::channel::{Receiver, Sender};
+///
+/// #[atoll::remote]
+/// async fn count_to(n: u64) -> Result<(), String> {
+///     let mut tx = Sender::<u64>::new(Place::new(0), 9).map_err(|e| e.to_string())?;
+///     for i in 1..=n {
+///         tx.send(i).await.map_err(|e| e.to_string())?;
+///     }
+///     Ok(())
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     let from = Place::new(num_places() - 1);
+///     let mut rx = Receiver::<u64>::new(from, 9)?;
+///     async_at!(from, count_to(100));
+///     // Blocking, on a thread of the program's own (in async code, `.await` instead).
+///     let sum = std::thread::spawn(move || {
+///         let mut sum = 0;
+///         while let Some(i) = rx.recv().block()? {
+///             sum += i;
+///         }
+///         Ok::<u64, atoll::Error>(sum)
+///     })
+///     .join()
+///     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+///     assert_eq!(sum, 5050);
+///     Ok(())
+/// }
+/// ```
 ///
 /// [`Sender`]: super::Sender
 pub struct Receiver<T> {

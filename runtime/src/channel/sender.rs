@@ -40,6 +40,40 @@ use crate::{Error, Result};
 /// [`channel`](super::channel)), it travels there inside `at!`/`async_at!` arguments, before
 /// its first use.
 ///
+/// ```
+/// use atoll::prelude::*;
+/// use atoll::channel::{Receiver, Sender};
+/// use futures::{SinkExt, StreamExt, TryStreamExt};
+///
+/// /// A stage at place 1: doubles what place 0 sends on channel 1, back to place 0 on channel 2.
+/// #[atoll::remote]
+/// async fn double() -> Result<(), String> {
+///     let input = Receiver::<u64>::new(Place::new(0), 1).map_err(|e| e.to_string())?;
+///     let output = Sender::<u64>::with_capacity(Place::new(0), 2, 16).map_err(|e| e.to_string())?;
+///     input.map_ok(|x| 2 * x).forward(output).await.map_err(|e| e.to_string())
+/// }
+///
+/// #[atoll::main]
+/// async fn main() -> atoll::Result<()> {
+///     let stage = Place::new(1);
+///     let mut to_stage = Sender::<u64>::new(stage, 1)?;
+///     let from_stage = Receiver::<u64>::new(stage, 2)?;
+///     let feed = async move {
+///         to_stage.send_all(&mut futures::stream::iter(1..=3).map(Ok)).await?;
+///         to_stage.close().await // or drop it
+///     };
+///     let (fed, stage, doubled) = futures::join!(
+///         feed,
+///         at!(stage, double()),
+///         from_stage.try_collect::<Vec<u64>>(),
+///     );
+///     fed?;
+///     assert_eq!(stage?, Ok(()));
+///     assert_eq!(doubled?, [2, 4, 6]);
+///     Ok(())
+/// }
+/// ```
+///
 /// [`DEFAULT_CAPACITY`]: super::DEFAULT_CAPACITY
 pub struct Sender<T> {
     channel: ChannelId,
@@ -139,6 +173,11 @@ impl<T: Wire> Sender<T> {
         if sent - window.taken.load(Ordering::Acquire) >= capacity {
             return Err(Error::ChannelNotReady(self.channel));
         }
+        self.send_unchecked(rt, value)
+    }
+
+    /// Sends `value`, the window being known to have room.
+    fn send_unchecked(&mut self, rt: &Runtime, value: &T) -> Result<()> {
         if rt.comm.is_failed(self.channel.receiver) {
             return Err(Error::PlaceFailed(self.channel.receiver));
         }
@@ -299,10 +338,13 @@ impl<T: Wire> Future for SendFuture<'_, T> {
                 this.value = None;
                 Poll::Ready(Err(error))
             }
-            Poll::Ready(Ok(())) => match this.value.take() {
-                Some(value) => Poll::Ready(this.sender.send_now(rt, &value)),
-                None => Poll::Ready(Ok(())),
-            },
+            Poll::Ready(Ok(())) => {
+                match this.value.take() {
+                    // `poll_room_in` has just seen room, and the receiver alive.
+                    Some(value) => Poll::Ready(this.sender.send_unchecked(rt, &value)),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ pub(crate) trait Deliver: Send + Sync {
     ) -> std::result::Result<(), String>;
     /// The sender is done after `sent` values; wake the receiver.
     fn close(&self, sent: u64) -> std::result::Result<(), String>;
-    /// Whether the sender has closed.
+    /// Whether the sender has closed (without taking the receiver's lock: the table asks while
+    /// it holds its own).
     fn is_closed(&self) -> bool;
     /// Wake the receiver (to look at its peer's failure).
     fn wake(&self);
@@ -58,11 +59,73 @@ pub(crate) struct Outbound {
     pub(crate) waker: AtomicWaker,
 }
 
+/// Hashes [`ChannelId`]s: one multiply per word, seeded per process. Every value that arrives
+/// looks its channel up, and SipHash (the standard map's) costs more than the rest of the
+/// lookup; a per-process seed keeps a peer from choosing colliding ids in advance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdHashing {
+    seed: u64,
+}
+
+impl Default for IdHashing {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        IdHashing {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdHashing {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { state: self.seed }
+    }
+}
+
+/// The hasher of [`IdHashing`].
+pub(crate) struct IdHasher {
+    state: u64,
+}
+
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        self.state = (self.state ^ word).wrapping_mul(K).rotate_left(29);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.mix(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.mix(value);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.state;
+        (h ^ (h >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+    }
+}
+
+type IdMap<V> = HashMap<ChannelId, V, IdHashing>;
+
 /// This place's channels.
 #[derive(Default)]
 pub(crate) struct Channels {
-    inbound: Mutex<HashMap<ChannelId, Inbound>>,
-    outbound: Mutex<HashMap<ChannelId, Arc<Outbound>>>,
+    inbound: Mutex<IdMap<Inbound>>,
+    outbound: Mutex<IdMap<Arc<Outbound>>>,
     /// Named channels opened here: (sending side?, peer, id) → openings so far.
     openings: Mutex<HashMap<(bool, Place, u64), u32>>,
     next_pair: AtomicU64,
@@ -231,20 +294,34 @@ impl Channels {
                 format!("a value for {channel} came from {from}, not from its sender"),
             ));
         }
-        let outcome = {
+        /// Where the value goes, as the table says.
+        enum Target {
+            Receiver(Arc<dyn Deliver>),
+            Kept(std::result::Result<(), String>),
+            Discarded,
+        }
+        let target = {
             let mut inbound = lock(&self.inbound);
             let entry = inbound
                 .entry(channel)
                 .or_insert_with(|| Inbound::Waiting(Arrivals::default()));
             match entry {
+                // The common case first: the receiver is here.
+                Inbound::Attached(inbox) => Target::Receiver(inbox.clone()),
                 Inbound::Waiting(kept) => {
                     let mut bytes = AlignedVec::<16>::with_capacity(payload.bytes().len());
                     bytes.extend_from_slice(payload.bytes());
-                    kept.arrive(&prefix, bytes).map(|()| true)
+                    Target::Kept(kept.arrive(&prefix, bytes))
                 }
-                Inbound::Attached(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
-                Inbound::Dropped => Ok(false),
+                Inbound::Dropped => Target::Discarded,
             }
+        };
+        // Delivered without the table's lock: deserializing (or dropping a refused value, which
+        // may hold channel ends of its own) must be free to use the table.
+        let outcome = match target {
+            Target::Receiver(inbox) => inbox.deliver(&prefix, &payload).map(|()| true),
+            Target::Kept(kept) => kept.map(|()| true),
+            Target::Discarded => Ok(false),
         };
         match outcome {
             Ok(true) => Ok(()),
