@@ -1,8 +1,7 @@
-//! Channels through real processes: FIFO order of 10^5 values (eager and rendezvous mixed; 2x10^4
-//! under chaos),
-//! `select!` over receivers from 3 places, a slow receiver holding its sender at the window,
-//! drop semantics, ends that travel inside `at!` arguments, blocking forms, killed peers; the
-//! main cases also under chaos.
+//! Channels through real processes: FIFO order of 10^5 values (eager and rendezvous mixed;
+//! 2x10^4 under chaos), `select!` over receivers from 3 places, a slow receiver holding its
+//! sender at the window, drop semantics, ends that travel inside `at!` arguments and inside
+//! channel values, blocking forms, killed peers; the main cases also under chaos.
 //!
 //! The test binary is both the driver (run by `cargo test`: one job per case through the local
 //! launcher) and the place program (with `ATOLL_CH_CASE` set).
