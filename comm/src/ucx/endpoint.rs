@@ -1,0 +1,67 @@
+//! Endpoints: one per place (this place's own included, over UCX's `self` transport), created
+//! from the worker addresses exchanged through the bootstrap, with peer-failure handling;
+//! closed at teardown.
+
+use std::ffi::c_void;
+
+use ucx_sys as sys;
+
+use super::context::Worker;
+use super::shared::Shared;
+use super::status::{check, started, Started};
+use crate::Result;
+
+/// What the endpoint error callback of one peer needs.
+#[derive(Debug)]
+pub(crate) struct ErrorArg {
+    pub(crate) shared: *const Shared,
+    pub(crate) place: usize,
+}
+
+/// Connects to the worker whose address is `address`; `arg` lives (boxed, owned by the
+/// provider) as long as the endpoint.
+pub(crate) fn create(worker: &Worker, address: &[u8], arg: *mut ErrorArg) -> Result<sys::ucp_ep_h> {
+    let params = sys::ucp_ep_params_t {
+        field_mask: u64::from(
+            sys::UCP_EP_PARAM_FIELD_REMOTE_ADDRESS
+                | sys::UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
+                | sys::UCP_EP_PARAM_FIELD_ERR_HANDLER,
+        ),
+        address: address.as_ptr().cast(),
+        err_mode: sys::UCP_ERR_HANDLING_MODE_PEER,
+        err_handler: sys::ucp_err_handler_t {
+            cb: Some(on_error),
+            arg: arg.cast(),
+        },
+        ..Default::default()
+    };
+    let mut ep: sys::ucp_ep_h = std::ptr::null_mut();
+    // SAFETY: live worker under its lock (the caller's); `address` is a worker address a peer
+    // published (UCX parses and checks it), readable for the call; valid out-pointer.
+    check("ucp_ep_create", unsafe {
+        sys::ucp_ep_create(worker.raw(), &params, &mut ep)
+    })?;
+    Ok(ep)
+}
+
+/// Marks the peer failed; UCX completes its outstanding requests with errors.
+unsafe extern "C" fn on_error(arg: *mut c_void, _ep: sys::ucp_ep_h, status: sys::ucs_status_t) {
+    // SAFETY: `arg` is the `ErrorArg` given at creation, alive while the endpoint is.
+    let arg = unsafe { &*arg.cast::<ErrorArg>() };
+    // SAFETY: `Shared` outlives the worker, and this runs inside the worker's progress.
+    let shared = unsafe { &*arg.shared };
+    tracing::debug!(place = arg.place, status = status.0, "UCX endpoint failed");
+    shared.mark_failed(arg.place);
+}
+
+/// Starts closing `ep`: flushing its operations, or at once (`force`) when its peer failed.
+pub(crate) fn close(ep: sys::ucp_ep_h, force: bool) -> Result<Started> {
+    let params = sys::ucp_request_param_t {
+        op_attr_mask: sys::UCP_OP_ATTR_FIELD_FLAGS,
+        flags: if force { sys::UCP_EP_CLOSE_FLAG_FORCE } else { 0 },
+        ..Default::default()
+    };
+    // SAFETY: `ep` is live and never used after this call (the caller forgets it); under the
+    // worker lock.
+    started("ucp_ep_close_nbx", unsafe { sys::ucp_ep_close_nbx(ep, &params) })
+}
