@@ -9,7 +9,7 @@ use ucx_sys as sys;
 use super::context::Worker;
 use super::shared::Shared;
 use super::status::{check, started, Started};
-use crate::Result;
+use crate::{Error, Result};
 
 /// What the endpoint error callback of one peer needs.
 #[derive(Debug)]
@@ -20,7 +20,26 @@ pub(crate) struct ErrorArg {
 
 /// Connects to the worker whose address is `address`; `arg` lives (boxed, owned by the
 /// provider) as long as the endpoint.
+///
+/// Asks for peer-failure handling first (UCX then fails the requests of a dead peer and
+/// calls the error callback); transports without it (UCX 1.13's shared-memory ones, `self`)
+/// refuse that, and the endpoint is made without it: the bootstrap still reports deaths.
 pub(crate) fn create(worker: &Worker, address: &[u8], arg: *mut ErrorArg) -> Result<sys::ucp_ep_h> {
+    match create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_PEER) {
+        Err(Error::Ucx { code, .. }) if code == sys::ucs_status_t::UCS_ERR_UNREACHABLE.0 => {
+            tracing::debug!("UCX transports without peer-failure handling: endpoint without it");
+            create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_NONE)
+        }
+        other => other,
+    }
+}
+
+fn create_with(
+    worker: &Worker,
+    address: &[u8],
+    arg: *mut ErrorArg,
+    err_mode: sys::ucp_err_handling_mode_t,
+) -> Result<sys::ucp_ep_h> {
     let params = sys::ucp_ep_params_t {
         field_mask: u64::from(
             sys::UCP_EP_PARAM_FIELD_REMOTE_ADDRESS
@@ -28,7 +47,7 @@ pub(crate) fn create(worker: &Worker, address: &[u8], arg: *mut ErrorArg) -> Res
                 | sys::UCP_EP_PARAM_FIELD_ERR_HANDLER,
         ),
         address: address.as_ptr().cast(),
-        err_mode: sys::UCP_ERR_HANDLING_MODE_PEER,
+        err_mode,
         err_handler: sys::ucp_err_handler_t {
             cb: Some(on_error),
             arg: arg.cast(),
