@@ -21,17 +21,27 @@ pub(crate) struct ErrorArg {
 /// Connects to the worker whose address is `address`; `arg` lives (boxed, owned by the
 /// provider) as long as the endpoint.
 ///
-/// Asks for peer-failure handling first (UCX then fails the requests of a dead peer and
-/// calls the error callback); transports without it (UCX 1.13's shared-memory ones, `self`)
-/// refuse that, and the endpoint is made without it: the bootstrap still reports deaths.
-pub(crate) fn create(worker: &Worker, address: &[u8], arg: *mut ErrorArg) -> Result<sys::ucp_ep_h> {
-    match create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_PEER) {
-        Err(Error::Ucx { code, .. }) if code == sys::ucs_status_t::UCS_ERR_UNREACHABLE.0 => {
-            tracing::debug!("UCX transports without peer-failure handling: endpoint without it");
-            create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_NONE)
+/// With `*peer_failure`, asks for peer-failure handling (UCX then fails the requests of a dead
+/// peer and calls the error callback). Transports without it (UCX 1.13's shared-memory ones,
+/// `self`) refuse that, once, with an error line of UCX's own; the endpoint is then made
+/// without it, and so are the following ones (`*peer_failure` is cleared): the bootstrap
+/// still reports deaths.
+pub(crate) fn create(
+    worker: &Worker,
+    address: &[u8],
+    arg: *mut ErrorArg,
+    peer_failure: &mut bool,
+) -> Result<sys::ucp_ep_h> {
+    if *peer_failure {
+        match create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_PEER) {
+            Err(Error::Ucx { code, .. }) if code == sys::ucs_status_t::UCS_ERR_UNREACHABLE.0 => {
+                tracing::debug!("UCX transports without peer-failure handling: endpoints without it");
+                *peer_failure = false;
+            }
+            other => return other,
         }
-        other => other,
     }
+    create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_NONE)
 }
 
 fn create_with(

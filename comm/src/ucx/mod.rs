@@ -209,10 +209,22 @@ impl UcxProvider {
             worker,
             peers: Vec::with_capacity(places),
         };
-        for (place, address) in addresses.iter().enumerate() {
+        // Other places first, this place's own endpoint (`self` transport, which never offers
+        // peer-failure handling) last.
+        let mut peer_failure = true;
+        state.peers.resize_with(places, || None);
+        for place in (0..places).filter(|&p| p != here).chain([here]) {
             let arg: *mut ErrorArg = &mut *error_args[place];
-            let ep = endpoint::create(&state.worker, address, arg)?;
-            state.peers.push(Some(Peer { ep, memory: None }));
+            let wants = peer_failure && place != here;
+            let mut mode = wants;
+            let address = addresses.get(place).ok_or_else(|| {
+                Error::bootstrap(format!("the address exchange lacks place {place}"))
+            })?;
+            let ep = endpoint::create(&state.worker, address, arg, &mut mode)?;
+            state.peers[place] = Some(Peer { ep, memory: None });
+            if wants {
+                peer_failure = mode;
+            }
         }
         let blobs = bootstrap.allgather(&memory::encode(&mapping)?)?;
         for (place, blob) in blobs.iter().enumerate() {
