@@ -40,7 +40,11 @@ fn probe_dir(failures: &mut Vec<String>) -> Option<Found> {
     let dir = PathBuf::from(env::var_os(DIR_VAR)?);
     let header = dir.join("include/ucp/api/ucp.h");
     if !header.is_file() {
-        failures.push(format!("{DIR_VAR}={}: {} does not exist", dir.display(), header.display()));
+        failures.push(format!(
+            "{DIR_VAR}={}: {} does not exist",
+            dir.display(),
+            header.display()
+        ));
         return None;
     }
     let lib = ["lib", "lib64"]

@@ -66,7 +66,8 @@ impl Header {
 
     fn decode(bytes: &[u8]) -> Option<Header> {
         let bytes: &[u8; HEADER] = bytes.try_into().ok()?;
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         Some(Header {
             seq: word(0),
             ring: word(4),
@@ -285,14 +286,22 @@ impl UcxProvider {
 }
 
 /// Completion of a send that did not complete at once: frees its registered memory.
-unsafe extern "C" fn send_done(request: *mut c_void, status: sys::ucs_status_t, user_data: *mut c_void) {
+unsafe extern "C" fn send_done(
+    request: *mut c_void,
+    status: sys::ucs_status_t,
+    user_data: *mut c_void,
+) {
     // SAFETY: `user_data` is the `SendDone` boxed by `post`, handed to UCX once and given back
     // exactly once, here.
     let done = unsafe { Box::from_raw(user_data.cast::<SendDone>()) };
     // SAFETY: `Shared` outlives the worker, inside whose progress this runs.
     let shared = unsafe { &*done.shared };
     if status != sys::ucs_status_t::UCS_OK {
-        tracing::debug!(to = done.to, status = status.0, "active message send failed");
+        tracing::debug!(
+            to = done.to,
+            status = status.0,
+            "active message send failed"
+        );
     }
     shared.heap.free(done.range.clone());
     shared.send_completed(done.to);
@@ -335,7 +344,10 @@ pub(crate) unsafe extern "C" fn on_message(
         return sys::ucs_status_t::UCS_OK; // drops the data (and a rendezvous)
     };
     let (body, status) = if rendezvous {
-        (Body::Pulling(start_pull(shared, data, length)), sys::ucs_status_t::UCS_OK)
+        (
+            Body::Pulling(start_pull(shared, data, length)),
+            sys::ucs_status_t::UCS_OK,
+        )
     } else if persistent && !data.is_null() && data as usize % 16 == 0 {
         let ptr = NonNull::new(data.cast::<u8>()).unwrap_or(NonNull::dangling());
         (
@@ -346,7 +358,9 @@ pub(crate) unsafe extern "C" fn on_message(
         let mut bytes = AlignedVec::<16>::with_capacity(length);
         if length > 0 {
             // SAFETY: UCX passes `length` readable bytes at `data` for the callback's duration.
-            bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length) });
+            bytes.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(data.cast::<u8>(), length)
+            });
         }
         (Body::Owned(bytes), sys::ucs_status_t::UCS_OK)
     };
@@ -382,7 +396,13 @@ fn start_pull(shared: &Shared, descriptor: *mut c_void, length: usize) -> Arc<Pu
     // descriptor UCX just passed; the target holds `length` bytes and lives (in the Arc the
     // callback owns) until the receive completes.
     let started = started("ucp_am_recv_data_nbx", unsafe {
-        sys::ucp_am_recv_data_nbx(shared.worker, descriptor, pull.target().cast(), length, &params)
+        sys::ucp_am_recv_data_nbx(
+            shared.worker,
+            descriptor,
+            pull.target().cast(),
+            length,
+            &params,
+        )
     });
     match started {
         Ok(Started::Pending(_)) => {}
@@ -413,7 +433,11 @@ unsafe extern "C" fn pull_done(
 ) {
     // SAFETY: `user_data` is the reference `start_pull` gave UCX, given back once, here.
     let pull = unsafe { Arc::from_raw(user_data.cast::<Pull>().cast_const()) };
-    pull.complete(if status == sys::ucs_status_t::UCS_OK { 0 } else { status.0.min(-1) });
+    pull.complete(if status == sys::ucs_status_t::UCS_OK {
+        0
+    } else {
+        status.0.min(-1)
+    });
     // SAFETY: the request completed; freed once, here.
     unsafe { sys::ucp_request_free(request) };
 }

@@ -35,7 +35,9 @@ pub(crate) fn create(
     if *peer_failure {
         match create_with(worker, address, arg, sys::UCP_ERR_HANDLING_MODE_PEER) {
             Err(Error::Ucx { code, .. }) if code == sys::ucs_status_t::UCS_ERR_UNREACHABLE.0 => {
-                tracing::debug!("UCX transports without peer-failure handling: endpoints without it");
+                tracing::debug!(
+                    "UCX transports without peer-failure handling: endpoints without it"
+                );
                 *peer_failure = false;
             }
             other => return other,
@@ -87,10 +89,16 @@ unsafe extern "C" fn on_error(arg: *mut c_void, _ep: sys::ucp_ep_h, status: sys:
 pub(crate) fn close(ep: sys::ucp_ep_h, force: bool) -> Result<Started> {
     let params = sys::ucp_request_param_t {
         op_attr_mask: sys::UCP_OP_ATTR_FIELD_FLAGS,
-        flags: if force { sys::UCP_EP_CLOSE_FLAG_FORCE } else { 0 },
+        flags: if force {
+            sys::UCP_EP_CLOSE_FLAG_FORCE
+        } else {
+            0
+        },
         ..Default::default()
     };
     // SAFETY: `ep` is live and never used after this call (the caller forgets it); under the
     // worker lock.
-    started("ucp_ep_close_nbx", unsafe { sys::ucp_ep_close_nbx(ep, &params) })
+    started("ucp_ep_close_nbx", unsafe {
+        sys::ucp_ep_close_nbx(ep, &params)
+    })
 }

@@ -156,8 +156,9 @@ impl Inbox {
                 slots: VecDeque::new(),
             }),
             delivery: spin::Mutex::new(Delivery {
-                chaos: chaos_seed
-                    .map(|seed| fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)),
+                chaos: chaos_seed.map(|seed| {
+                    fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)
+                }),
                 held_until: None,
             }),
         }
@@ -337,5 +338,7 @@ fn run<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
     handler: u16,
     bytes: &[u8],
 ) -> std::thread::Result<Result<()>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(from, handler, bytes)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        deliver(from, handler, bytes)
+    }))
 }

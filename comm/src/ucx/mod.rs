@@ -153,7 +153,7 @@ pub(crate) struct UcxProvider {
     mapping: Arc<Mapping>,
     next_inbox: AtomicUsize,
     /// The endpoints' error-callback arguments, alive as long as the endpoints.
-    _error_args: Vec<Box<ErrorArg>>,
+    _error_args: Box<[ErrorArg]>,
 }
 
 // SAFETY: `signal_worker` is only passed to `ucp_worker_signal`, which UCX allows from any
@@ -197,12 +197,11 @@ impl UcxProvider {
         let signal_worker = worker.raw();
         let efd = worker.efd();
         let addresses = bootstrap.allgather(&worker.address()?)?;
-        let mut error_args: Vec<Box<ErrorArg>> = (0..places)
-            .map(|place| {
-                Box::new(ErrorArg {
-                    shared: Arc::as_ptr(&shared),
-                    place,
-                })
+        // A boxed slice: its elements never move, so endpoints can point at them.
+        let mut error_args: Box<[ErrorArg]> = (0..places)
+            .map(|place| ErrorArg {
+                shared: Arc::as_ptr(&shared),
+                place,
             })
             .collect();
         let mut state = WorkerState {
@@ -214,7 +213,7 @@ impl UcxProvider {
         let mut peer_failure = true;
         state.peers.resize_with(places, || None);
         for place in (0..places).filter(|&p| p != here).chain([here]) {
-            let arg: *mut ErrorArg = &mut *error_args[place];
+            let arg: *mut ErrorArg = &mut error_args[place];
             let wants = peer_failure && place != here;
             let mut mode = wants;
             let address = addresses.get(place).ok_or_else(|| {
@@ -323,7 +322,9 @@ impl Drop for UcxProvider {
                 if let inbox::Body::Held(held) = arrival.body {
                     // SAFETY: data UCX lent to this worker and not yet released (HeldData's
                     // invariant); under the worker lock.
-                    unsafe { sys::ucp_am_data_release(worker.worker.raw(), held.ptr.as_ptr().cast()) };
+                    unsafe {
+                        sys::ucp_am_data_release(worker.worker.raw(), held.ptr.as_ptr().cast())
+                    };
                 }
             }
         }

@@ -99,7 +99,9 @@ impl UcxProvider {
         let state = self.lock_worker();
         let result = state.endpoint(to).and_then(|ep| {
             // SAFETY: live endpoint under the worker lock; `done` is handed to the callback.
-            started("ucp_ep_flush_nbx", unsafe { sys::ucp_ep_flush_nbx(ep, &params) })
+            started("ucp_ep_flush_nbx", unsafe {
+                sys::ucp_ep_flush_nbx(ep, &params)
+            })
         });
         drop(state);
         match result {
@@ -159,7 +161,11 @@ impl UcxProvider {
 }
 
 /// Completion of an endpoint flush.
-unsafe extern "C" fn flush_done(request: *mut c_void, status: sys::ucs_status_t, user_data: *mut c_void) {
+unsafe extern "C" fn flush_done(
+    request: *mut c_void,
+    status: sys::ucs_status_t,
+    user_data: *mut c_void,
+) {
     // SAFETY: the `FlushDone` boxed by `is_drained_to`, given back once, here.
     let done = unsafe { Box::from_raw(user_data.cast::<FlushDone>()) };
     // SAFETY: `Shared` outlives the worker, inside whose progress this runs.

@@ -52,10 +52,19 @@ impl UcxProvider {
         // valid) until `wait` below has seen the put complete; the remote range was checked
         // against the peer's registered heap.
         let put = started("ucp_put_nbx", unsafe {
-            sys::ucp_put_nbx(ep, data.as_ptr().cast(), data.len(), memory.base + at, memory.rkey, &params)
+            sys::ucp_put_nbx(
+                ep,
+                data.as_ptr().cast(),
+                data.len(),
+                memory.base + at,
+                memory.rkey,
+                &params,
+            )
         });
         // SAFETY: live endpoint under the worker lock.
-        let flush = started("ucp_ep_flush_nbx", unsafe { sys::ucp_ep_flush_nbx(ep, &params) });
+        let flush = started("ucp_ep_flush_nbx", unsafe {
+            sys::ucp_ep_flush_nbx(ep, &params)
+        });
         let put = wait(&mut state, put);
         let flush = wait(&mut state, flush);
         put.and(flush)
@@ -71,7 +80,14 @@ impl UcxProvider {
         let params = sys::ucp_request_param_t::default();
         // SAFETY: as in `put`; `dst` is exclusively borrowed until the get completed.
         let get = started("ucp_get_nbx", unsafe {
-            sys::ucp_get_nbx(ep, dst.as_mut_ptr().cast(), dst.len(), memory.base + at, memory.rkey, &params)
+            sys::ucp_get_nbx(
+                ep,
+                dst.as_mut_ptr().cast(),
+                dst.len(),
+                memory.base + at,
+                memory.rkey,
+                &params,
+            )
         });
         wait(&mut state, get)
     }

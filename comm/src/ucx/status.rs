@@ -92,7 +92,10 @@ mod tests {
         assert!(ptr_is_ptr(real));
         assert!(!ptr_is_err(real));
         assert!(!ptr_is_ptr(std::ptr::null_mut()));
-        assert!(matches!(started("x", std::ptr::null_mut()), Ok(Started::Done)));
+        assert!(matches!(
+            started("x", std::ptr::null_mut()),
+            Ok(Started::Done)
+        ));
         assert!(matches!(
             started("ucp_am_send_nbx", err),
             Err(Error::Ucx { code, .. }) if code == ucs_status_t::UCS_ERR_NO_MEMORY.0
