@@ -27,11 +27,16 @@ impl UcxProvider {
     /// Runs UCX's progress (unless another thread is), then delivers arrived messages in each
     /// sender's order. Returns how many were delivered, or the first error (that message is
     /// discarded; everything else stays for the next call).
+    ///
+    /// UCX work done for peers without a message to deliver (serving their emulated puts,
+    /// gets and atomics: UCX emulates RMA with active messages where a transport lacks it)
+    /// counts as one delivery: it tells an idle waiter that peers are using this place, so
+    /// that it keeps polling instead of sleeping between their operations.
     pub(crate) fn progress<F: FnMut(Place, u16, &[u8]) -> Result<()>>(
         &self,
         deliver: &mut F,
     ) -> Result<usize> {
-        self.drive();
+        let events = self.drive();
         if let Some(error) = self.shared.pop_stray() {
             return Err(error);
         }
@@ -44,19 +49,26 @@ impl UcxProvider {
             let from = (start + i) % places;
             delivered += self.shared.inboxes[from].drain(places, deliver, &release)?;
         }
-        Ok(delivered)
+        Ok(if delivered == 0 && events > 0 {
+            1
+        } else {
+            delivered
+        })
     }
 
     /// Runs `ucp_worker_progress` until it finds nothing (a few rounds at most), unless another
-    /// thread holds the worker.
-    fn drive(&self) {
+    /// thread holds the worker; how many events it handled.
+    fn drive(&self) -> u32 {
+        let mut events = 0;
         if let Ok(state) = self.worker.try_lock() {
             for _ in 0..PROGRESS_ROUNDS {
-                if state.worker.progress() == 0 {
-                    break;
+                match state.worker.progress() {
+                    0 => break,
+                    n => events += n,
                 }
             }
         }
+        events
     }
 
     fn release(&self, held: HeldData) {
