@@ -1,5 +1,14 @@
-//! Registered memory: one anonymous mapping per place, registered with `ucp_mem_map`, its
-//! packed remote key, and the peers' keys unpacked on their endpoints.
+//! Registered memory: one heap per place, allocated by UCX itself where it can (so that a
+//! shared-memory transport can map it into its peers and serve puts, gets and atomics with
+//! loads and stores), else an anonymous mapping registered with `ucp_mem_map`; its packed
+//! remote key, and the peers' keys unpacked on their endpoints.
+//!
+//! Why UCX allocates: memory Atoll maps itself is registered memory to UCX's shared-memory
+//! transports only through `process_vm_writev` (cma), which has no atomics; a context asked
+//! for 64-bit atomics then emulates every RMA operation on that memory with active messages
+//! (so that puts and atomics stay coherent), which costs the target's attention and most of
+//! the bandwidth. Memory UCX allocates through its `posix`/`sysv` memory domains is mapped
+//! by the peers instead: puts are `memcpy`s and atomics CPU atomics.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
@@ -11,17 +20,19 @@ use super::context::Context;
 use super::status::check;
 use crate::{Error, Place, Result};
 
-/// This place's registered heap: `len` bytes of anonymous memory registered with UCX.
+/// This place's registered heap: `len` bytes registered with UCX.
 ///
-/// Invariant: `base..base + len` is a private read/write mapping owned by this value, and
-/// `memh` its registration with `context`; both are released on drop, the registration
-/// first. Other places write it through RMA at any time: it is only accessed through raw
+/// Invariant: `base..base + len` is read/write memory owned by this value, and `memh` its
+/// registration with `context`: allocated by UCX (`ucp_mem_map` with `UCP_MEM_MAP_ALLOCATE`;
+/// `ucp_mem_unmap` frees it) or mapped here (`mmapped`; unmapped after `ucp_mem_unmap`). Other places write it through RMA at any time: it is only accessed through raw
 /// pointers, copies and atomics.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     base: NonNull<u8>,
     len: usize,
     memh: sys::ucp_mem_h,
+    /// The memory is this value's own `mmap` (UCX could not allocate it).
+    mmapped: bool,
     context: Arc<Context>,
 }
 
@@ -32,8 +43,69 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes and registers them for remote read, write and atomics.
+    /// `len` bytes registered for remote read, write and atomics: allocated by UCX where it
+    /// can, else mapped here and registered.
     pub(crate) fn new(context: &Arc<Context>, len: usize) -> Result<Mapping> {
+        match Mapping::allocated_by_ucx(context, len) {
+            Ok(mapping) => Ok(mapping),
+            Err(error) => {
+                tracing::debug!(%error, "UCX could not allocate the heap; registering an mmap");
+                Mapping::mmapped(context, len)
+            }
+        }
+    }
+
+    fn allocated_by_ucx(context: &Arc<Context>, len: usize) -> Result<Mapping> {
+        let params = sys::ucp_mem_map_params_t {
+            field_mask: u64::from(
+                sys::UCP_MEM_MAP_PARAM_FIELD_ADDRESS
+                    | sys::UCP_MEM_MAP_PARAM_FIELD_LENGTH
+                    | sys::UCP_MEM_MAP_PARAM_FIELD_FLAGS,
+            ),
+            address: std::ptr::null_mut(),
+            length: len,
+            flags: sys::UCP_MEM_MAP_ALLOCATE as _,
+            ..Default::default()
+        };
+        let mut memh: sys::ucp_mem_h = std::ptr::null_mut();
+        // SAFETY: live context; a null address with ALLOCATE asks UCX for fresh memory; valid
+        // out-pointer.
+        check("ucp_mem_map(ALLOCATE)", unsafe {
+            sys::ucp_mem_map(context.raw(), &params, &mut memh)
+        })?;
+        let mut attr = sys::ucp_mem_attr_t {
+            field_mask: u64::from(sys::UCP_MEM_ATTR_FIELD_ADDRESS | sys::UCP_MEM_ATTR_FIELD_LENGTH),
+            ..Default::default()
+        };
+        // SAFETY: `memh` was just returned by `ucp_mem_map`; valid out-pointer.
+        let queried = check("ucp_mem_query", unsafe {
+            sys::ucp_mem_query(memh, &mut attr)
+        });
+        let base = NonNull::new(attr.address.cast::<u8>());
+        match (queried, base) {
+            (Ok(()), Some(base)) if attr.length >= len => Ok(Mapping {
+                base,
+                len,
+                memh,
+                mmapped: false,
+                context: context.clone(),
+            }),
+            (result, _) => {
+                // SAFETY: the registration made above, used by nothing yet; frees its memory.
+                unsafe { sys::ucp_mem_unmap(context.raw(), memh) };
+                result?;
+                Err(Error::io(
+                    "ucp_mem_map(ALLOCATE)",
+                    std::io::Error::other(format!(
+                        "UCX gave {} bytes at {:p} for {len} asked",
+                        attr.length, attr.address
+                    )),
+                ))
+            }
+        }
+    }
+
+    fn mmapped(context: &Arc<Context>, len: usize) -> Result<Mapping> {
         // SAFETY: a fresh private anonymous mapping at an address the kernel picks; it aliases
         // no Rust object. MAP_NORESERVE: pages are committed only when touched.
         let ptr = unsafe {
@@ -74,6 +146,7 @@ impl Mapping {
             base,
             len,
             memh,
+            mmapped: true,
             context: context.clone(),
         })
     }
@@ -112,9 +185,10 @@ impl Drop for Mapping {
         // SAFETY: the registration and the mapping are this value's (type invariant); the
         // worker, whose operations could target the memory, is destroyed before the provider
         // lets go of its `Arc<Mapping>`, and regions only reach it by local copies.
-        unsafe {
-            sys::ucp_mem_unmap(self.context.raw(), self.memh);
-            libc::munmap(self.base.as_ptr().cast(), self.len);
+        unsafe { sys::ucp_mem_unmap(self.context.raw(), self.memh) };
+        if self.mmapped {
+            // SAFETY: our own mapping (invariant), no longer registered.
+            unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
         }
     }
 }
