@@ -472,6 +472,13 @@ impl Comm {
         self.progressing(|| self.inner.bootstrap.barrier())
     }
 
+    /// Leaves the job's bootstrap: under an external launcher, tells it that this place ends
+    /// normally (PMIx or PMI finalize), which it expects before the process exits. Call it
+    /// once, after the last bootstrap collective; dropping the last `Comm` does it too.
+    pub fn finalize_bootstrap(&self) -> Result<()> {
+        self.inner.bootstrap.finalize()
+    }
+
     /// Runs a blocking bootstrap exchange on a helper thread while this thread keeps
     /// delivering messages: a place that waits in a bootstrap barrier must still take the
     /// messages other places wait to see taken (their `flush`).

@@ -151,6 +151,19 @@ pub struct PmiClient {
 struct Inner {
     conn: Connection,
     round: u64,
+    finalized: bool,
+}
+
+impl Inner {
+    /// The connection, unless this place has finalized.
+    fn conn(&mut self) -> Result<&mut Connection> {
+        if self.finalized {
+            return Err(Error::bootstrap(
+                "this place has already left the job (PMI finalize)",
+            ));
+        }
+        Ok(&mut self.conn)
+    }
 }
 
 impl PmiClient {
@@ -203,7 +216,11 @@ impl PmiClient {
             appnum,
             max_key,
             max_value,
-            inner: Mutex::new(Inner { conn, round: 0 }),
+            inner: Mutex::new(Inner {
+                conn,
+                round: 0,
+                finalized: false,
+            }),
         })
     }
 
@@ -234,6 +251,7 @@ impl PmiClient {
             });
         }
         let mut inner = lock(&self.inner);
+        inner.conn()?;
         inner.round += 1;
         let round = inner.round;
         let key = |rank: usize, piece: usize| format!("atoll-{round}-{rank}-{piece}");
@@ -282,7 +300,17 @@ impl PmiClient {
 
     /// Returns when every place has entered the barrier.
     pub(crate) fn barrier(&self) -> Result<()> {
-        barrier(&mut lock(&self.inner).conn)
+        barrier(lock(&self.inner).conn()?)
+    }
+
+    /// Leaves the job (`cmd=finalize`), once; later collectives are errors. The launcher
+    /// takes a process that exits without it for one that failed.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        if std::mem::replace(&mut inner.finalized, true) {
+            return Ok(());
+        }
+        inner.conn.call("finalize", &[], "finalize_ack").map(drop)
     }
 }
 
@@ -294,9 +322,7 @@ fn barrier(conn: &mut Connection) -> Result<()> {
 
 impl Drop for PmiClient {
     fn drop(&mut self) {
-        // The launcher takes a process that exits without `finalize` for one that failed.
-        let conn = &mut lock(&self.inner).conn;
-        if let Err(e) = conn.call("finalize", &[], "finalize_ack") {
+        if let Err(e) = self.finalize() {
             tracing::debug!("PMI finalize: {e}");
         }
     }

@@ -11,6 +11,7 @@
 
 mod ffi;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -27,6 +28,7 @@ pub struct PmixClient {
     size: usize,
     nspace: String,
     round: Mutex<u64>,
+    finalized: AtomicBool,
 }
 
 impl std::fmt::Debug for PmixClient {
@@ -89,6 +91,7 @@ impl PmixClient {
             size,
             nspace,
             round: Mutex::new(0),
+            finalized: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +118,7 @@ impl PmixClient {
         }
         // One collective at a time, in the same order at every place.
         let mut round = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_joined()?;
         *round += 1;
         let key = ffi::key(&format!("atoll.ag.{round}"))?;
         // A leading byte keeps the byte object non-empty (an empty one may come back as NULL).
@@ -146,14 +150,35 @@ impl PmixClient {
     /// Returns when every place has entered (a fence without data).
     pub(crate) fn barrier(&self) -> Result<()> {
         let _serialized = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_joined()?;
         self.api
             .fence(&self.me.with_rank(ffi::RANK_WILDCARD), false)
     }
 }
 
+impl PmixClient {
+    /// Leaves the job (`PMIx_Finalize`), once; later collectives are errors.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        let _serialized = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.finalized.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.api.finalize()
+    }
+
+    fn check_joined(&self) -> Result<()> {
+        if self.finalized.load(Ordering::Acquire) {
+            return Err(Error::bootstrap(
+                "this place has already left the job (PMIx_Finalize)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for PmixClient {
     fn drop(&mut self) {
-        if let Err(e) = self.api.finalize() {
+        if let Err(e) = self.finalize() {
             tracing::debug!("{e}");
         }
     }
