@@ -188,6 +188,16 @@ impl Comm {
         self.inner.bootstrap.job_id()
     }
 
+    /// Which bootstrap this place joined through: `local`, `pmix`, `pmi` or `env`.
+    pub fn bootstrap_kind(&self) -> &'static str {
+        self.inner.bootstrap.kind()
+    }
+
+    /// The names of the hosts the job's places run on, one per host.
+    pub fn hosts(&self) -> Vec<String> {
+        self.inner.bootstrap.hosts()
+    }
+
     /// The name of the transport in use (`shm`, `ucx`, `ofi`).
     pub fn provider_name(&self) -> &'static str {
         self.inner.provider.name()

@@ -55,16 +55,20 @@ impl PmixClient {
             .map_err(|e| Error::io("starting the PMIx_Init thread", e))?;
         let server = std::env::var("PMIX_SERVER_URI41")
             .or_else(|_| std::env::var("PMIX_SERVER_URI4"))
-            .unwrap_or_else(|_| "(no PMIX_SERVER_URI4 variable)".into());
+            .unwrap_or_else(|_| "none named: no PMIX_SERVER_URI4 variable".into());
         let me = match rx.recv_timeout(timeout) {
             Ok(Ok(me)) => me,
             Ok(Err(e)) => {
+                let e = match e {
+                    Error::Bootstrap { reason } => reason,
+                    other => other.to_string(),
+                };
                 return Err(Error::bootstrap(format!(
                     "PMIx variables are set (PMIX_NAMESPACE={}), but {e}: the PMIx server \
                      ({server}) is not reachable; was this process started by `mpirun` or \
                      `srun --mpi=pmix`, and is that launcher still running?",
                     std::env::var("PMIX_NAMESPACE").unwrap_or_default()
-                )))
+                )));
             }
             Err(_) => {
                 return Err(Error::bootstrap(format!(
