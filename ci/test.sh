@@ -16,8 +16,9 @@ section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer). Skipped when they are all present.
-    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev)
+    # the benchmarks' peer, and with MPICH the launchers of comm's launchers test; libpmix-dev:
+    # the PMIx headers its layout test compiles against). Skipped when they are all present.
+    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev mpich libpmix-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

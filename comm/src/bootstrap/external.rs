@@ -220,7 +220,7 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
              with mpiexec or srun --mpi=pmi2",
         ));
     };
-    tracing::debug!(appnum = client.appnum(), "PMI-1 client started");
+    tracing::debug!(appnum = ?client.appnum(), "PMI-1 client started");
     let id = job_id("pmi", client.kvsname());
     External::new(client, id)
 }
