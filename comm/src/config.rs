@@ -15,6 +15,7 @@
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
 //! | `ATOLL_BOOTSTRAP` | detected | `local`, `env`, `pmi` or `pmix`: which bootstrap to use, instead of detecting it (order: `ATOLL_BOOTSTRAP`; the local launcher's `ATOLL_RANK`; PMIx's `PMIX_RANK`+`PMIX_NAMESPACE`; PMI's `PMI_FD` or `PMI_PORT`; `ATOLL_COORDINATOR`; then the signs of a launcher without PMI are an error; otherwise the process becomes the local launcher) |
+//! | `ATOLL_PMI_VERSION` | `1` | the wire protocol of the `pmi` bootstrap over `PMI_FD`: `1` (PMI-1 lines; hydra, `srun --mpi=pmi2`) or `2` (PMI-2 messages; the same launchers) |
 //! | `ATOLL_COORDINATOR` | unset | `host:port` of the `env` bootstrap's coordinator, which place 0 runs (it listens there; the others connect) |
 //! | `ATOLL_ENV_RANK` | unset | this place's rank in an `env` job (with `ATOLL_PLACES` as the job's size) |
 //! | `ATOLL_ENV_SECRET` | unset | the `env` job's secret, 32 hexadecimal digits, the same at every place; every place presents it to the coordinator (make one with `openssl rand -hex 16`) |
@@ -69,6 +70,8 @@ pub const JOB_SECRET: &str = "ATOLL_JOB_SECRET";
 
 /// Which bootstrap to use (`ATOLL_BOOTSTRAP`), instead of detecting it.
 pub const BOOTSTRAP: &str = "ATOLL_BOOTSTRAP";
+/// The PMI wire protocol over `PMI_FD`, `1` or `2` (`ATOLL_PMI_VERSION`).
+pub const PMI_VERSION: &str = "ATOLL_PMI_VERSION";
 /// The `env` bootstrap's coordinator, `host:port` (`ATOLL_COORDINATOR`).
 pub const COORDINATOR: &str = "ATOLL_COORDINATOR";
 /// This place's rank in an `env` job (`ATOLL_ENV_RANK`).

@@ -81,6 +81,11 @@ fn main() {
         hydra_port,
     );
     add(
+        "pmi::hydra_fd_pmi2_np4",
+        need(hydra, "mpiexec.mpich"),
+        hydra_pmi2,
+    );
+    add(
         "pmi::hydra_conformance_np4",
         need_conf(hydra, "mpiexec.mpich"),
         hydra_conformance,
@@ -238,6 +243,7 @@ fn command(program: &str) -> Command {
         "ATOLL_CHAOS",
         "ATOLL_BOOTSTRAP",
         "ATOLL_COORDINATOR",
+        "ATOLL_PMI_VERSION",
     ] {
         c.env_remove(var);
     }
@@ -319,6 +325,14 @@ fn hydra_port() -> Result<(), Failed> {
     let mut c = command("mpiexec.mpich");
     c.args(["-pmi-port", "-n", "4"]).arg(this_exe());
     expect_places_ok(&run(c)?, 4, "pmi")
+}
+
+fn hydra_pmi2() -> Result<(), Failed> {
+    let mut c = command("mpiexec.mpich");
+    c.env("ATOLL_PMI_VERSION", "2")
+        .args(["-n", "4"])
+        .arg(this_exe());
+    expect_places_ok(&run(c)?, 4, "pmi2")
 }
 
 fn hydra_conformance() -> Result<(), Failed> {
