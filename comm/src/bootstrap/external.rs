@@ -213,7 +213,8 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
         );
         if v2 {
             let id = config::var("PMI_ID").unwrap_or_else(|| rank.to_string());
-            PmiClient::start_v2(conn, &id)?
+            let job = config::var("PMI_JOBID");
+            PmiClient::start_v2(conn, &id, job.as_deref())?
         } else {
             PmiClient::start(conn, rank, pmi_number("PMI_SIZE")?)?
         }

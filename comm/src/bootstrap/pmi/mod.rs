@@ -266,11 +266,15 @@ impl PmiClient {
 
     /// Runs the PMI-2 start on `conn`: a PMI-1 `init` asking for version 2, then PMI-2
     /// `fullinit` (rank, size, appnum) and `job-getid`. `pmi_id` is this process's
-    /// `PMI_ID` or `PMI_RANK`.
-    pub(crate) fn start_v2(mut conn: Connection, pmi_id: &str) -> Result<PmiClient> {
-        if !wire::is_word(pmi_id) {
+    /// `PMI_ID` or `PMI_RANK`; `job` its `PMI_JOBID`, which Slurm requires.
+    pub(crate) fn start_v2(
+        mut conn: Connection,
+        pmi_id: &str,
+        job: Option<&str>,
+    ) -> Result<PmiClient> {
+        if !wire::is_word(pmi_id) || !job.is_none_or(wire::is_word) {
             return Err(Error::bootstrap(format!(
-                "PMI_RANK={pmi_id:?} is not a PMI word"
+                "PMI_RANK={pmi_id:?} or PMI_JOBID={job:?} is not a PMI word"
             )));
         }
         let init = conn.call(
@@ -286,11 +290,11 @@ impl PmiClient {
             )));
         }
         conn.v2 = true;
-        let full = conn.call(
-            "fullinit",
-            &[("pmirank", pmi_id), ("threaded", "FALSE")],
-            "fullinit-response",
-        )?;
+        let mut fields = vec![("pmirank", pmi_id), ("threaded", "FALSE")];
+        if let Some(job) = job {
+            fields.insert(0, ("pmijobid", job));
+        }
+        let full = conn.call("fullinit", &fields, "fullinit-response")?;
         let (rank, size) = (full.number("rank")?, full.number("size")?);
         let appnum = match full.get("appnum") {
             None | Some("-1") => None,
@@ -715,7 +719,8 @@ mod tests {
 
     #[test]
     fn gathers_through_a_pmi2_server() {
-        let client = PmiClient::start_v2(slurm_v2(Duration::from_secs(10)), "0").unwrap();
+        let client =
+            PmiClient::start_v2(slurm_v2(Duration::from_secs(10)), "0", Some("7.0")).unwrap();
         assert_eq!(
             (client.rank(), client.size(), client.kvsname()),
             (0, 2, "7.0")
@@ -727,7 +732,8 @@ mod tests {
         assert!(client.allgather(b"x").is_err());
         client.finalize().unwrap();
         // A PMI-1 server refuses version 2 in its own words.
-        let err = PmiClient::start_v2(server(slurm, Duration::from_secs(10)), "0").unwrap_err();
+        let err =
+            PmiClient::start_v2(server(slurm, Duration::from_secs(10)), "0", None).unwrap_err();
         assert!(err.to_string().contains("does not speak PMI-2"), "{err}");
     }
 
