@@ -9,7 +9,7 @@
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
 //! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`10` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
-//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
+//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and the `ucp_mem_map`ped heap of the ucx provider (regions and message buffers); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
