@@ -9,15 +9,15 @@
 //!   which re-executes the binary `ATOLL_PLACES` times and serves the all-gather over a
 //!   Unix socket guarded by a per-job secret. When no launcher of any kind is around, the
 //!   process *becomes* that launcher.
-//! - `pmix`: PMIx, as Open MPI's `mpirun` and `srun --mpi=pmix` give it ([`pmix`]).
+//! - `pmix`: PMIx, as Open MPI's `mpirun` and `srun --mpi=pmix` give it (module `pmix`).
 //! - `pmi`: the PMI-1 wire protocol over `PMI_FD` or `PMI_PORT` (or PMI-2 over `PMI_FD` with
 //!   `ATOLL_PMI_VERSION=2`), as MPICH's hydra (`mpiexec`) and `srun --mpi=pmi2` give it
-//!   ([`pmi`]).
+//!   (module `pmi`).
 //! - `env`: rank, size and a coordinator's `host:port` from environment variables; place 0
-//!   runs the coordinator ([`env`]).
+//!   runs the coordinator (module `env`).
 //!
-//! The order of detection is in [`detect`]; `ATOLL_BOOTSTRAP` overrides it. Every external
-//! bootstrap starts with an all-gather of build ids and host names ([`members`]): a place of
+//! The order of detection is in the module `detect`; `ATOLL_BOOTSTRAP` overrides it. Every external
+//! bootstrap starts with an all-gather of build ids and host names (module `members`): a place of
 //! another build is refused at every place, and [`Bootstrap::local_rank`] and
 //! [`Bootstrap::hosts`] come from the host names.
 //!
@@ -72,7 +72,7 @@ impl Bootstrap {
     /// itself, forwards their output, and exits the process with the job's status (this call
     /// then never returns).
     ///
-    /// Which bootstrap is detected from the environment (see [`detect`]); a launcher that
+    /// Which bootstrap is detected from the environment (order: [`crate::config`]); a launcher that
     /// gives no PMI (plain `srun`, ...) is [`crate::Error::LauncherWithoutPmi`].
     pub fn join_or_launch(config: &Config) -> Result<Bootstrap> {
         match detect::choose(crate::config::var)? {
