@@ -16,10 +16,12 @@ section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer; UCX and libclang: the ucx provider and its bindgen bindings,
-    # ucx-utils: ucx_perftest beside the comm benchmark). Skipped when they are all present.
+    # the benchmarks' peer, and with MPICH the launchers of comm's launchers test; libpmix-dev:
+    # the PMIx headers its layout test compiles against; UCX and libclang: the ucx provider and
+    # its bindgen bindings, ucx-utils: ucx_perftest beside the comm benchmark). Skipped when
+    # they are all present.
     local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
-        libucx-dev ucx-utils libclang-dev)
+        mpich libpmix-dev libucx-dev ucx-utils libclang-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
