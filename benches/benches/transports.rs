@@ -35,11 +35,13 @@ enum Tool {
     FiPingpong(&'static str),
 }
 
-/// One transport: a name, the environment of its job, and its tool.
+/// One transport: a name, the environment of its job, its tool, and whether it crosses the
+/// kernel's network stack (tens of microseconds a message: its full run is made smaller).
 struct Transport {
     name: &'static str,
     env: &'static [(&'static str, &'static str)],
     tool: Tool,
+    networked: bool,
 }
 
 const TRANSPORTS: &[Transport] = &[
@@ -47,11 +49,13 @@ const TRANSPORTS: &[Transport] = &[
         name: "shm",
         env: &[("ATOLL_PROVIDER", "shm")],
         tool: Tool::Floor,
+        networked: false,
     },
     Transport {
         name: "ucx-sm",
         env: &[("ATOLL_PROVIDER", "ucx"), ("UCX_TLS", "sm,self")],
         tool: Tool::UcxPerftest,
+        networked: false,
     },
     Transport {
         name: "ucx-tcp",
@@ -61,16 +65,19 @@ const TRANSPORTS: &[Transport] = &[
             ("UCX_NET_DEVICES", "lo"),
         ],
         tool: Tool::UcxPerftest,
+        networked: true,
     },
     Transport {
         name: "ofi-shm",
         env: &[("ATOLL_PROVIDER", "ofi"), ("FI_PROVIDER", "shm")],
         tool: Tool::FiPingpong("shm"),
+        networked: false,
     },
     Transport {
         name: "ofi-tcp",
         env: &[("ATOLL_PROVIDER", "ofi"), ("FI_PROVIDER", "tcp")],
         tool: Tool::FiPingpong("tcp"),
+        networked: true,
     },
 ];
 
@@ -88,6 +95,19 @@ const FULL: Size = Size {
     tool_messages: 2_000_000,
 };
 
+/// The full run of a networked transport: a tenth of the messages and bytes.
+const FULL_NETWORKED: Size = Size {
+    micro: Scale {
+        probe_round_trips: 100_000,
+        round_trips: 200,
+        round_trip_rounds: 2,
+        flood_messages: 200_000,
+        put_bytes: 32 << 20,
+    },
+    tool_round_trips: 20_000,
+    tool_messages: 200_000,
+};
+
 const SMOKE: Size = Size {
     micro: Scale {
         probe_round_trips: 2_000,
@@ -102,7 +122,11 @@ const SMOKE: Size = Size {
 
 fn main() {
     let result = match std::env::var(CHILD) {
-        Ok(size) => child(if size == "full" { FULL } else { SMOKE }),
+        Ok(size) => child(match size.as_str() {
+            "full" => FULL,
+            "full-networked" => FULL_NETWORKED,
+            _ => SMOKE,
+        }),
         Err(_) => driver(std::env::args().any(|a| a == "--bench")),
     };
     if let Err(message) = result {
@@ -140,13 +164,17 @@ struct Measured {
 }
 
 fn driver(full: bool) -> Result<(), String> {
-    let size = if full { FULL } else { SMOKE };
     let picked = std::env::var("ATOLL_BENCH_TRANSPORTS").unwrap_or_default();
     let picked = |name: &str| picked.is_empty() || picked.split(',').any(|p| p.trim() == name);
     let exe = std::env::current_exe().map_err(|e| format!("finding this benchmark: {e}"))?;
     let mut rows = Vec::new();
     for transport in TRANSPORTS.iter().filter(|t| picked(t.name)) {
         eprintln!("transports: measuring {}", transport.name);
+        let size = match (full, transport.networked) {
+            (false, _) => SMOKE,
+            (true, false) => FULL,
+            (true, true) => FULL_NETWORKED,
+        };
         let atoll = run_job(&exe, transport, full);
         let env: Vec<(String, String)> = transport
             .env
@@ -247,7 +275,14 @@ fn run_job(
     let output = Command::new("timeout")
         .args(["-s", "KILL", if full { "600" } else { "120" }])
         .arg(exe)
-        .env(CHILD, if full { "full" } else { "smoke" })
+        .env(
+            CHILD,
+            match (full, transport.networked) {
+                (false, _) => "smoke",
+                (true, false) => "full",
+                (true, true) => "full-networked",
+            },
+        )
         .env("ATOLL_PLACES", "2")
         .env("ATOLL_TAG_OUTPUT", "0")
         .envs(transport.env.iter().copied())
