@@ -16,8 +16,11 @@ section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer). Skipped when they are all present.
-    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev)
+    # the benchmarks' peer and a launcher; mpich, slurm-wlm, munge: the other launchers of
+    # ci/launch/tests.sh; iproute2, netcat-openbsd: its two hosts in network namespaces and its
+    # silent coordinator). Skipped when they are all present.
+    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
+        mpich slurm-wlm munge iproute2 netcat-openbsd)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -82,6 +85,11 @@ results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}" 2>&1 | tee -a "$results"
 timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1 | tee -a "$results"
+
+section "launchers: mpirun, mpiexec, srun (one node, and two in network namespaces), env bootstrap"
+# Real launchers and daemons (munge, slurmctld, slurmd) over the binaries built above; parts
+# that need root or network namespaces say why they are skipped.
+timeout -s KILL 1200 bash ci/launch/tests.sh "${FEATURES[@]}" 2>&1 | tee -a "$results"
 
 section "benchmark: collectives at 2 and 4 places beside Open MPI (full run)"
 timeout -s KILL 900 cargo bench -p atoll-benches --bench collectives "${FEATURES[@]}" 2>&1 | tee -a "$results"

@@ -14,9 +14,9 @@
 NETNS_SUBNET="${ATOLL_CI_SUBNET:-10.77.0}"
 H1_ADDR="$NETNS_SUBNET.1"
 H2_ADDR="$NETNS_SUBNET.2"
-# The veth device of h1 and of h2 (the same names inside every pair of hosts).
-H1_DEV=veth-h1
-H2_DEV=veth-h2
+# The veth device of each host: one name on both, so one UCX_NET_DEVICES or FI_TCP_IFACE serves all.
+H1_DEV=atoll0
+H2_DEV=atoll0
 
 # netns_up: makes the two hosts; netns_down is queued on exit.
 netns_up() {
