@@ -14,6 +14,17 @@
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
+//! | `ATOLL_BOOTSTRAP` | detected | `local`, `env`, `pmi` or `pmix`: which bootstrap to use, instead of detecting it (order: `ATOLL_BOOTSTRAP`; the local launcher's `ATOLL_RANK`; PMIx's `PMIX_RANK`+`PMIX_NAMESPACE`; PMI's `PMI_FD` or `PMI_PORT`; `ATOLL_COORDINATOR`; then the signs of a launcher without PMI are an error; otherwise the process becomes the local launcher) |
+//! | `ATOLL_COORDINATOR` | unset | `host:port` of the `env` bootstrap's coordinator, which place 0 runs (it listens there; the others connect) |
+//! | `ATOLL_ENV_RANK` | unset | this place's rank in an `env` job (with `ATOLL_PLACES` as the job's size) |
+//! | `ATOLL_ENV_SECRET` | unset | the `env` job's secret, 32 hexadecimal digits, the same at every place; every place presents it to the coordinator (make one with `openssl rand -hex 16`) |
+//!
+//! Under an external bootstrap (`pmix`, `pmi`, `env`), `ATOLL_CONNECT_TIMEOUT_S` (default `10`
+//! there) bounds each wait for an answer from the PMI server or the coordinator, and the wait
+//! of the coordinator for every place to connect. A collective (all-gather, barrier) waits for
+//! the slowest place without a time limit: the launcher (or the coordinator, when a place's
+//! connection ends) ends it when a place dies. Under an external launcher a dead place ends the
+//! job (the launcher's policy), so [`crate::Comm::is_failed`] may stay `false`.
 //!
 //! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
 //! `ATOLL_LAUNCHER_SOCKET`, `ATOLL_JOB_SECRET`.
@@ -55,6 +66,15 @@ pub const JOB_ID: &str = "ATOLL_JOB_ID";
 pub const LAUNCHER_SOCKET: &str = "ATOLL_LAUNCHER_SOCKET";
 /// The per-job secret every place presents to the launcher's socket.
 pub const JOB_SECRET: &str = "ATOLL_JOB_SECRET";
+
+/// Which bootstrap to use (`ATOLL_BOOTSTRAP`), instead of detecting it.
+pub const BOOTSTRAP: &str = "ATOLL_BOOTSTRAP";
+/// The `env` bootstrap's coordinator, `host:port` (`ATOLL_COORDINATOR`).
+pub const COORDINATOR: &str = "ATOLL_COORDINATOR";
+/// This place's rank in an `env` job (`ATOLL_ENV_RANK`).
+pub const ENV_RANK: &str = "ATOLL_ENV_RANK";
+/// The `env` job's secret, 32 hex digits (`ATOLL_ENV_SECRET`).
+pub const ENV_SECRET: &str = "ATOLL_ENV_SECRET";
 
 /// Which transport carries the job's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

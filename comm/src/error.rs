@@ -44,6 +44,43 @@ pub enum Error {
         reason: String,
     },
 
+    /// The process was started by a launcher that gives it no PMI (for example plain `srun`,
+    /// or `mpirun` without PMIx), so it cannot learn its place in the job.
+    #[error("{found}, but no PMI reaches this process: {fix}")]
+    LauncherWithoutPmi {
+        /// What the environment shows (the launcher's variables that were found).
+        found: String,
+        /// What to do instead.
+        fix: &'static str,
+    },
+
+    /// A place of the job runs another build of the program than this place.
+    #[error(
+        "{place} runs a different build of the program (build id {theirs:016x}, this place's \
+         {ours:016x}): every place of a job must run the same executable; build once and \
+         launch that one binary everywhere"
+    )]
+    BuildMismatch {
+        /// The first place (lowest index) whose build differs.
+        place: Place,
+        /// This place's build id.
+        ours: u64,
+        /// That place's build id.
+        theirs: u64,
+    },
+
+    /// The shared-memory provider was chosen for a job whose places run on several hosts.
+    #[error(
+        "the shm provider needs every place on one host, but this job's places run on {hosts} \
+         hosts ({names}); use ATOLL_PROVIDER=ucx or ATOLL_PROVIDER=ofi"
+    )]
+    ShmAcrossHosts {
+        /// How many hosts.
+        hosts: usize,
+        /// Some of their names.
+        names: String,
+    },
+
     /// An operating-system call of the bootstrap or the launcher failed.
     #[error("{what}: {source}")]
     Io {

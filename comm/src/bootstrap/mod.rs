@@ -9,12 +9,35 @@
 //!   which re-executes the binary `ATOLL_PLACES` times and serves the all-gather over a
 //!   Unix socket guarded by a per-job secret. When no launcher of any kind is around, the
 //!   process *becomes* that launcher.
-//! - PMI (`mpirun`, `mpiexec`, `srun`) and `env` arrive with the launch issue.
+//! - `pmix`: PMIx, as Open MPI's `mpirun` and `srun --mpi=pmix` give it ([`pmix`]).
+//! - `pmi`: the PMI-1 wire protocol over `PMI_FD` or `PMI_PORT`, as MPICH's hydra
+//!   (`mpiexec`) and `srun --mpi=pmi2` give it ([`pmi`]).
+//! - `env`: rank, size and a coordinator's `host:port` from environment variables; place 0
+//!   runs the coordinator ([`env`]).
+//!
+//! The order of detection is in [`detect`]; `ATOLL_BOOTSTRAP` overrides it. Every external
+//! bootstrap starts with an all-gather of build ids and host names ([`members`]): a place of
+//! another build is refused at every place, and [`Bootstrap::local_rank`] and
+//! [`Bootstrap::hosts`] come from the host names.
+//!
+//! # Failure detection
+//! Under an external launcher the launcher ends the job when a place dies; Atoll's
+//! [`Bootstrap::is_failed`] stays `false` there. A collective waiting on a place that died
+//! ends with an error when the launcher (or the env coordinator) ends the connection.
 
+mod chunks;
+mod detect;
+mod env;
+mod external;
 pub(crate) mod local;
+mod members;
+mod pmi;
+mod pmix;
 
 use crate::config::Config;
 use crate::{Place, Result};
+use detect::Choice;
+use external::External;
 
 /// The bootstrap of this place: rank, size, and an all-gather of small blobs.
 #[derive(Debug)]
@@ -22,6 +45,24 @@ use crate::{Place, Result};
 pub enum Bootstrap {
     /// Started by Atoll's local launcher.
     Local(local::LocalBootstrap),
+    /// Started by a PMIx launcher (`mpirun`, `srun --mpi=pmix`).
+    Pmix(External<pmix::PmixClient>),
+    /// Started by a PMI-1 launcher (`mpiexec` of MPICH, `srun --mpi=pmi2`).
+    Pmi(External<pmi::PmiClient>),
+    /// Started by hand, with a coordinator (`ATOLL_COORDINATOR`).
+    Env(External<env::EnvClient>),
+}
+
+/// Dispatches `$body` over the external variants, `$b` bound to the `External`.
+macro_rules! external {
+    ($self:expr, $b:ident => $body:expr, Local($l:ident) => $local:expr) => {
+        match $self {
+            Bootstrap::Local($l) => $local,
+            Bootstrap::Pmix($b) => $body,
+            Bootstrap::Pmi($b) => $body,
+            Bootstrap::Env($b) => $body,
+        }
+    };
 }
 
 impl Bootstrap {
@@ -29,66 +70,87 @@ impl Bootstrap {
     /// launcher, it becomes the local launcher instead: it starts `config.places` copies of
     /// itself, forwards their output, and exits the process with the job's status (this call
     /// then never returns).
+    ///
+    /// Which bootstrap is detected from the environment (see [`detect`]); a launcher that
+    /// gives no PMI (plain `srun`, ...) is [`crate::Error::LauncherWithoutPmi`].
     pub fn join_or_launch(config: &Config) -> Result<Bootstrap> {
-        match local::LocalBootstrap::from_env()? {
-            Some(local) => Ok(Bootstrap::Local(local)),
-            None => crate::launch::run_job(config),
+        match detect::choose(crate::config::var)? {
+            Choice::Local | Choice::Launch => match local::LocalBootstrap::from_env()? {
+                Some(local) => Ok(Bootstrap::Local(local)),
+                None => crate::launch::run_job(config),
+            },
+            Choice::Pmix => external::pmix().map(Bootstrap::Pmix),
+            Choice::Pmi => external::pmi().map(Bootstrap::Pmi),
+            Choice::Env => external::env().map(Bootstrap::Env),
         }
+    }
+
+    /// The bootstrap's name: `local`, `pmix`, `pmi` or `env`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Bootstrap::Local(_) => "local",
+            Bootstrap::Pmix(_) => "pmix",
+            Bootstrap::Pmi(_) => "pmi",
+            Bootstrap::Env(_) => "env",
+        }
+    }
+
+    /// The names of the hosts the places run on (one name per host, in order of their
+    /// lowest place).
+    pub fn hosts(&self) -> Vec<String> {
+        external!(self, b => b.hosts().to_vec(), Local(_l) => vec![
+            // The local launcher starts every place on its own host.
+            members::hostname().unwrap_or_else(|_| "localhost".to_owned())
+        ])
     }
 
     /// This place's index.
     pub fn rank(&self) -> usize {
-        match self {
-            Bootstrap::Local(b) => b.rank(),
-        }
+        external!(self, b => b.rank(), Local(b) => b.rank())
     }
 
     /// This place's index among the places of its node, and how many share the node.
     pub fn local_rank(&self) -> (usize, usize) {
-        match self {
-            // The local launcher starts every place on its own node.
-            Bootstrap::Local(b) => (b.rank(), b.size()),
-        }
+        // The local launcher starts every place on its own node.
+        external!(self, b => b.local_rank(), Local(b) => (b.rank(), b.size()))
     }
 
     /// The number of places.
     pub fn size(&self) -> usize {
-        match self {
-            Bootstrap::Local(b) => b.size(),
-        }
+        external!(self, b => b.size(), Local(b) => b.size())
     }
 
     /// The job's id: letters, digits and `-` only; it names the job's shared-memory segments.
     pub fn job_id(&self) -> &str {
-        match self {
-            Bootstrap::Local(b) => b.job_id(),
-        }
+        external!(self, b => b.job_id(), Local(b) => b.job_id())
     }
 
     /// Every place contributes `blob`; every place receives all blobs, indexed by rank.
     /// Collective: every place must call it, in the same order as every other collective call.
     pub fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
-        match self {
-            Bootstrap::Local(b) => b.allgather(blob),
-        }
+        external!(self, b => b.allgather(blob), Local(b) => b.allgather(blob))
     }
 
     /// Returns when every place has called it. Collective.
     pub fn barrier(&self) -> Result<()> {
-        self.allgather(&[]).map(|_| ())
+        external!(self, b => b.barrier(), Local(b) => b.allgather(&[]).map(|_| ()))
     }
 
-    /// Whether `place` is known to have died (cheap while no place has: no lock).
+    /// Whether `place` is known to have died (cheap while no place has: no lock). Always
+    /// `false` under an external launcher, which ends the job when a place dies.
     pub fn is_failed(&self, place: Place) -> bool {
         match self {
             Bootstrap::Local(b) => b.is_failed(place),
+            _ => false,
         }
     }
 
-    /// Places the launcher has reported dead so far (cheap; no blocking).
+    /// Places the launcher has reported dead so far (cheap; no blocking). Always empty under
+    /// an external launcher.
     pub fn failed_places(&self) -> Vec<Place> {
         match self {
             Bootstrap::Local(b) => b.failed_places(),
+            _ => Vec::new(),
         }
     }
 }

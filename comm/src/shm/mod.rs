@@ -123,6 +123,13 @@ pub(crate) struct ShmProvider {
 impl ShmProvider {
     /// Creates this place's segment, maps every place's, and unlinks its own.
     pub(crate) fn new(bootstrap: &Bootstrap, config: &Config) -> Result<ShmProvider> {
+        let hosts = bootstrap.hosts();
+        if hosts.len() > 1 {
+            return Err(Error::ShmAcrossHosts {
+                hosts: hosts.len(),
+                names: hosts.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
         let (here, places) = (bootstrap.rank(), bootstrap.size());
         let layout = Layout {
             places,

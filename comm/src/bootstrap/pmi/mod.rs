@@ -1,0 +1,334 @@
+//! A PMI-1 client in pure Rust, over the socket of `PMI_FD`, a TCP connection to `PMI_PORT`,
+//! or a TCP connection to the `env` bootstrap's coordinator (which serves the same protocol).
+//!
+//! The all-gather is a key-value exchange: each place puts its blob (split into values that
+//! respect the server's `vallen_max`, see [`super::chunks`]) under keys of the round and its
+//! rank, enters the barrier, then gets every other place's values. Every reply is checked
+//! ([`wire`]); a server that does not answer a request within the timeout is an error. The
+//! barrier has no time limit: it ends when the slowest place enters it, or with an error when
+//! the server ends the job or reports a place gone.
+
+pub(crate) mod fd;
+pub(crate) mod wire;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::chunks;
+use crate::{Error, Result};
+use wire::{Line, LineReader, Read1};
+
+/// The longest line MPICH's simple PMI client and server take.
+const PMI_LINE_MAX: usize = 1024;
+
+/// The connection to a PMI server.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    /// The socket of `PMI_FD`.
+    Unix(UnixStream),
+    /// A TCP connection (`PMI_PORT`, or the `env` coordinator).
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl std::io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection that speaks PMI-1 lines, with a timeout on every answer that is due at once.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: Stream,
+    lines: LineReader,
+    timeout: Duration,
+    /// Names the server in errors, e.g. "the PMI server (PMI_FD=6)".
+    server: String,
+    /// What to check when the server does not answer.
+    hint: &'static str,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: Stream,
+        timeout: Duration,
+        server: String,
+        hint: &'static str,
+    ) -> Connection {
+        Connection {
+            stream,
+            lines: LineReader::default(),
+            timeout,
+            server,
+            hint,
+        }
+    }
+
+    /// Sends `cmd` with `fields`.
+    pub(crate) fn send(&mut self, cmd: &str, fields: &[(&str, &str)]) -> Result<()> {
+        let line = Line::format(cmd, fields);
+        self.stream.write_all(line.as_bytes()).map_err(|e| {
+            Error::io(
+                format!(
+                    "sending `cmd={cmd}` to {} (did the launcher end the job?)",
+                    self.server
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Receives the reply to `cmd`, within the timeout (`wait_long`: without a time limit).
+    pub(crate) fn receive(&mut self, cmd: &str, wait_long: bool) -> Result<Line> {
+        let timeout = (!wait_long).then_some(self.timeout);
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|e| Error::io(format!("setting a read timeout on {}", self.server), e))?;
+        match self.lines.read_line(&mut self.stream)? {
+            Read1::Line(text) => Line::parse(&text),
+            Read1::Closed => Err(Error::bootstrap(format!(
+                "{} closed the connection instead of answering `cmd={cmd}` (did the launcher \
+                 end the job, or another place fail?)",
+                self.server
+            ))),
+            Read1::TimedOut => Err(Error::bootstrap(format!(
+                "{} did not answer `cmd={cmd}` within {} s (ATOLL_CONNECT_TIMEOUT_S): {}",
+                self.server,
+                self.timeout.as_secs_f64(),
+                self.hint
+            ))),
+        }
+    }
+
+    /// Sends a request and returns its reply `cmd=reply` (with `rc` 0 when it has one).
+    pub(crate) fn call(&mut self, cmd: &str, fields: &[(&str, &str)], reply: &str) -> Result<Line> {
+        self.send(cmd, fields)?;
+        self.receive(cmd, false)?.expect(reply)
+    }
+}
+
+/// What a PMI-1 server told this process at start.
+#[derive(Debug)]
+pub struct PmiClient {
+    rank: usize,
+    size: usize,
+    kvsname: String,
+    appnum: usize,
+    max_key: usize,
+    max_value: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    round: u64,
+}
+
+impl PmiClient {
+    /// Runs the PMI-1 start (`init`, `get_maxes`, `get_my_kvsname`, `get_appnum`) on `conn`,
+    /// for the place `rank` of `size` (which the caller learned from the environment, or from
+    /// the `PMI_PORT` handshake).
+    pub(crate) fn start(mut conn: Connection, rank: usize, size: usize) -> Result<PmiClient> {
+        conn.call(
+            "init",
+            &[("pmi_version", "1"), ("pmi_subversion", "1")],
+            "response_to_init",
+        )?;
+        let maxes = conn.call("get_maxes", &[], "maxes")?;
+        let max_key = maxes.number("keylen_max")?;
+        let max_value = maxes.number("vallen_max")?;
+        let kvsname = conn
+            .call("get_my_kvsname", &[], "my_kvsname")?
+            .require("kvsname")?
+            .to_owned();
+        if !wire::is_word(&kvsname) {
+            return Err(Error::bootstrap(format!(
+                "the PMI server's kvsname {kvsname:?} cannot be sent back on a PMI line"
+            )));
+        }
+        let appnum = conn.call("get_appnum", &[], "appnum")?.number("appnum")?;
+        // Room for a key of the form atoll-<round>-<rank>-<piece>.
+        if max_key < 32 {
+            return Err(Error::bootstrap(format!(
+                "the PMI server allows keys of {max_key} bytes only; Atoll needs 32"
+            )));
+        }
+        // A put line must fit in MPICH's 1024-byte line, whatever vallen_max says.
+        let overhead = "cmd=put kvsname= key= value=\n".len() + kvsname.len() + 32;
+        let max_value = max_value.min(PMI_LINE_MAX.saturating_sub(overhead));
+        if max_value < 16 {
+            return Err(Error::bootstrap(format!(
+                "the PMI server allows values of {max_value} bytes only (with kvsname \
+                 {kvsname:?}); Atoll needs 16"
+            )));
+        }
+        if rank >= size {
+            return Err(Error::bootstrap(format!(
+                "the PMI server gave rank {rank} in a job of {size}"
+            )));
+        }
+        Ok(PmiClient {
+            rank,
+            size,
+            kvsname,
+            appnum,
+            max_key,
+            max_value,
+            inner: Mutex::new(Inner { conn, round: 0 }),
+        })
+    }
+
+    pub(crate) fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The key-value space's name, which names the job.
+    pub(crate) fn kvsname(&self) -> &str {
+        &self.kvsname
+    }
+
+    /// The application's index in an MPMD launch (`a : b`).
+    pub(crate) fn appnum(&self) -> usize {
+        self.appnum
+    }
+
+    /// Contributes `blob`; returns every place's, indexed by rank.
+    pub(crate) fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if blob.len() > chunks::MAX_BLOB {
+            return Err(Error::PayloadTooLarge {
+                len: blob.len(),
+                limit: chunks::MAX_BLOB,
+            });
+        }
+        let mut inner = lock(&self.inner);
+        inner.round += 1;
+        let round = inner.round;
+        let key = |rank: usize, piece: usize| format!("atoll-{round}-{rank}-{piece}");
+        let kvs = self.kvsname.as_str();
+        let conn = &mut inner.conn;
+        for (piece, value) in chunks::split(blob, self.max_value).iter().enumerate() {
+            let key = key(self.rank, piece);
+            if key.len() > self.max_key {
+                return Err(Error::bootstrap(format!(
+                    "the PMI key {key} is longer than the server's {} bytes",
+                    self.max_key
+                )));
+            }
+            conn.call(
+                "put",
+                &[("kvsname", kvs), ("key", &key), ("value", value)],
+                "put_result",
+            )?;
+        }
+        barrier(conn)?;
+        let mut blobs = Vec::with_capacity(self.size);
+        for rank in 0..self.size {
+            if rank == self.rank {
+                blobs.push(blob.to_vec());
+                continue;
+            }
+            let mut get = |piece| -> Result<String> {
+                let line = conn.call(
+                    "get",
+                    &[("kvsname", kvs), ("key", &key(rank, piece))],
+                    "get_result",
+                )?;
+                Ok(line.require("value")?.to_owned())
+            };
+            let first = get(0)?;
+            let (count, head) = chunks::first(&first)?;
+            let mut pieces = Vec::with_capacity(count);
+            pieces.push(head.to_owned());
+            for piece in 1..count {
+                pieces.push(get(piece)?);
+            }
+            blobs.push(chunks::join(&pieces)?);
+        }
+        Ok(blobs)
+    }
+
+    /// Returns when every place has entered the barrier.
+    pub(crate) fn barrier(&self) -> Result<()> {
+        barrier(&mut lock(&self.inner).conn)
+    }
+}
+
+fn barrier(conn: &mut Connection) -> Result<()> {
+    conn.send("barrier_in", &[])?;
+    conn.receive("barrier_in", true)?.expect("barrier_out")?;
+    Ok(())
+}
+
+impl Drop for PmiClient {
+    fn drop(&mut self) {
+        // The launcher takes a process that exits without `finalize` for one that failed.
+        let conn = &mut lock(&self.inner).conn;
+        if let Err(e) = conn.call("finalize", &[], "finalize_ack") {
+            tracing::debug!("PMI finalize: {e}");
+        }
+    }
+}
+
+/// The connection's state is plain data that a panic cannot leave half-updated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The `PMI_PORT` handshake: `cmd=initack pmiid=ID`, answered by `initack`, then the rank,
+/// size and debug flag as `cmd=set` lines. Returns (rank, size).
+pub(crate) fn port_handshake(conn: &mut Connection, pmi_id: &str) -> Result<(usize, usize)> {
+    if !wire::is_word(pmi_id) {
+        return Err(Error::bootstrap(format!(
+            "PMI_ID={pmi_id:?} is not a PMI word"
+        )));
+    }
+    conn.call("initack", &[("pmiid", pmi_id)], "initack")?;
+    let (mut rank, mut size) = (None, None);
+    for _ in 0..3 {
+        let set = conn.receive("initack", false)?.expect("set")?;
+        if set.get("size").is_some() {
+            size = Some(set.number("size")?);
+        } else if set.get("rank").is_some() {
+            rank = Some(set.number("rank")?);
+        }
+    }
+    match (rank, size) {
+        (Some(rank), Some(size)) if rank < size => Ok((rank, size)),
+        _ => Err(Error::bootstrap(format!(
+            "the PMI server's answer to initack gave rank {rank:?} and size {size:?}"
+        ))),
+    }
+}
