@@ -13,7 +13,8 @@ has_feature() { [[ " ${CARGO_ARGS[*]} " =~ [\ /,=]$1([\ ,]|$) ]]; }
 UCX_ENV=(ATOLL_PROVIDER=ucx UCX_TLS=tcp,self UCX_NET_DEVICES="$H1_DEV")
 OFI_ENV=(ATOLL_PROVIDER=ofi FI_PROVIDER=tcp FI_TCP_IFACE="$H1_DEV")
 
-SHM_ACROSS_HOSTS='ucx|ofi'
+# The error of the shm provider for a job on both hosts.
+SHM_ACROSS_HOSTS='on 2 hosts \((h1, h2|h2, h1)\).*ATOLL_PROVIDER=(ucx|ofi)'
 
 two_host_env_cases() {
     local port=$((20000 + ($$ + 13) % 20000))
