@@ -16,11 +16,12 @@ section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer and a launcher; mpich, slurm-wlm, munge: the other launchers of
-    # ci/launch/tests.sh; iproute2, netcat-openbsd: its two hosts in network namespaces and its
-    # silent coordinator). Skipped when they are all present.
+    # the benchmarks' peer and mpirun; mpich: mpiexec; libpmix-dev: the PMIx headers comm's
+    # layout test compiles against; slurm-wlm, munge: srun for ci/launch/tests.sh; iproute2,
+    # netcat-openbsd: its two hosts in network namespaces and its silent coordinator). Skipped
+    # when they are all present.
     local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
-        mpich slurm-wlm munge iproute2 netcat-openbsd)
+        mpich libpmix-dev slurm-wlm munge iproute2 netcat-openbsd)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

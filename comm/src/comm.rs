@@ -188,6 +188,16 @@ impl Comm {
         self.inner.bootstrap.job_id()
     }
 
+    /// Which bootstrap this place joined through: `local`, `pmix`, `pmi` or `env`.
+    pub fn bootstrap_kind(&self) -> &'static str {
+        self.inner.bootstrap.kind()
+    }
+
+    /// The names of the hosts the job's places run on, one per host.
+    pub fn hosts(&self) -> Vec<String> {
+        self.inner.bootstrap.hosts()
+    }
+
     /// The name of the transport in use (`shm`, `ucx`, `ofi`).
     pub fn provider_name(&self) -> &'static str {
         self.inner.provider.name()
@@ -470,6 +480,13 @@ impl Comm {
     /// start-up and tests; the collectives crate has the fast barrier.
     pub fn bootstrap_barrier(&self) -> Result<()> {
         self.progressing(|| self.inner.bootstrap.barrier())
+    }
+
+    /// Leaves the job's bootstrap: under an external launcher, tells it that this place ends
+    /// normally (PMIx or PMI finalize), which it expects before the process exits. Call it
+    /// once, after the last bootstrap collective; dropping the last `Comm` does it too.
+    pub fn finalize_bootstrap(&self) -> Result<()> {
+        self.inner.bootstrap.finalize()
     }
 
     /// Runs a blocking bootstrap exchange on a helper thread while this thread keeps

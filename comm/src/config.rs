@@ -7,7 +7,7 @@
 //! | `ATOLL_CHAOS` | unset | a `u64` seed: the receiver delays and reorders deliveries between different senders (never within one sender's stream) to prove that nothing depends on cross-sender order |
 //! | `ATOLL_TAG_OUTPUT` | `1` | `0` lets places write straight to the terminal instead of prefixing each line with `[place k]` |
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
-//! | `ATOLL_CONNECT_TIMEOUT_S` | `30` | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job |
+//! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`10` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
 //! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |

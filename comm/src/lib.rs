@@ -73,6 +73,14 @@
 //! [`CommBuilder::init`]; the local launcher removes whatever a crash before that point left.
 //! Children of the local launcher die with it.
 //!
+//! # Launchers
+//! [`CommBuilder::init`] joins the job its environment describes ([`bootstrap`]): Atoll's
+//! local launcher, PMIx (`mpirun`, `srun --mpi=pmix`; `libpmix.so.2` is loaded at run time),
+//! the PMI-1 wire protocol (`mpiexec` of MPICH, `srun --mpi=pmi2`), or the `env` bootstrap
+//! (a coordinator run by place 0). Outside any launcher the process becomes the local
+//! launcher. Under an external launcher, the launcher ends the job when a place dies, so
+//! [`Comm::is_failed`] may stay `false`.
+//!
 //! # Configuration
 //! Every environment variable is listed, with its default, in [`config`].
 

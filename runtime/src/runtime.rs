@@ -384,6 +384,11 @@ where
     if let Err(error) = comm.bootstrap_barrier() {
         tracing::debug!(%error, "the shutdown barrier failed");
     }
+    // The runtime lives in a static, so its `Comm` is never dropped: leave the job here (an
+    // external launcher takes a place that exits without PMI finalize for a failed one).
+    if let Err(error) = comm.finalize_bootstrap() {
+        tracing::debug!(%error, "leaving the bootstrap failed");
+    }
     scheduler.stop();
     for thread in threads {
         let _ = thread.join();

@@ -47,6 +47,15 @@ pub fn run_job(
     for (key, value) in env {
         command.env(key, value);
     }
+    run_command(command, timeout)
+}
+
+/// Runs `command` (its stdout and stderr captured here), killing it after `timeout`.
+pub fn run_command(mut command: Command, timeout: Duration) -> Result<JobOutput, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
     let mut stdout_pipe = child.stdout.take().ok_or("no stdout pipe")?;
     let mut stderr_pipe = child.stderr.take().ok_or("no stderr pipe")?;

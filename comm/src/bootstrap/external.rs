@@ -33,6 +33,7 @@ pub trait Exchange {
     fn size(&self) -> usize;
     fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>>;
     fn barrier(&self) -> Result<()>;
+    fn finalize(&self) -> Result<()>;
 }
 
 impl<C: Exchange> External<C> {
@@ -80,6 +81,10 @@ impl<C: Exchange> External<C> {
     pub(crate) fn barrier(&self) -> Result<()> {
         self.client.barrier()
     }
+
+    pub(crate) fn finalize(&self) -> Result<()> {
+        self.client.finalize()
+    }
 }
 
 impl Exchange for PmixClient {
@@ -94,6 +99,9 @@ impl Exchange for PmixClient {
     }
     fn barrier(&self) -> Result<()> {
         PmixClient::barrier(self)
+    }
+    fn finalize(&self) -> Result<()> {
+        PmixClient::finalize(self)
     }
 }
 
@@ -110,6 +118,9 @@ impl Exchange for PmiClient {
     fn barrier(&self) -> Result<()> {
         PmiClient::barrier(self)
     }
+    fn finalize(&self) -> Result<()> {
+        PmiClient::finalize(self)
+    }
 }
 
 impl Exchange for EnvClient {
@@ -124,6 +135,9 @@ impl Exchange for EnvClient {
     }
     fn barrier(&self) -> Result<()> {
         self.client.barrier()
+    }
+    fn finalize(&self) -> Result<()> {
+        EnvClient::finalize(self)
     }
 }
 
@@ -206,7 +220,7 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
              with mpiexec or srun --mpi=pmi2",
         ));
     };
-    tracing::debug!(appnum = client.appnum(), "PMI-1 client started");
+    tracing::debug!(appnum = ?client.appnum(), "PMI-1 client started");
     let id = job_id("pmi", client.kvsname());
     External::new(client, id)
 }

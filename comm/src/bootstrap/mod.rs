@@ -136,6 +136,14 @@ impl Bootstrap {
         external!(self, b => b.barrier(), Local(b) => b.allgather(&[]).map(|_| ()))
     }
 
+    /// Leaves the job: tells an external launcher that this place ends normally (PMIx or
+    /// PMI finalize; at place 0 of an env job, waits for the others to leave first). Call it
+    /// once, after the last collective; later collectives fail. Dropping the bootstrap does it
+    /// too; the local launcher needs nothing.
+    pub fn finalize(&self) -> Result<()> {
+        external!(self, b => b.finalize(), Local(_l) => Ok(()))
+    }
+
     /// Whether `place` is known to have died (cheap while no place has: no lock). Always
     /// `false` under an external launcher, which ends the job when a place dies.
     pub fn is_failed(&self, place: Place) -> bool {

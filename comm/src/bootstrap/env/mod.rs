@@ -10,6 +10,7 @@
 pub(crate) mod coordinator;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::pmi::wire::Line;
@@ -24,8 +25,9 @@ use coordinator::Coordinator;
 pub struct EnvClient {
     // Dropped first: the client finalizes, then place 0's coordinator waits for the others.
     pub(crate) client: PmiClient,
-    /// Place 0's coordinator, held for its `Drop` (which waits for the others to leave).
-    _coordinator: Option<Coordinator>,
+    /// Place 0's coordinator, until this place leaves the job (its `Drop` waits for the
+    /// others to leave).
+    coordinator: Mutex<Option<Coordinator>>,
 }
 
 impl EnvClient {
@@ -108,8 +110,23 @@ impl EnvClient {
         }
         Ok(EnvClient {
             client: PmiClient::start(conn, rank, size)?,
-            _coordinator: coordinator,
+            coordinator: Mutex::new(coordinator),
         })
+    }
+}
+
+impl EnvClient {
+    /// Leaves the job: finalizes, then (at place 0) waits for the others to leave and stops
+    /// the coordinator.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        let finalized = self.client.finalize();
+        drop(
+            self.coordinator
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        finalized
     }
 }
 

@@ -141,7 +141,7 @@ pub struct PmiClient {
     rank: usize,
     size: usize,
     kvsname: String,
-    appnum: usize,
+    appnum: Option<usize>,
     max_key: usize,
     max_value: usize,
     inner: Mutex<Inner>,
@@ -151,6 +151,19 @@ pub struct PmiClient {
 struct Inner {
     conn: Connection,
     round: u64,
+    finalized: bool,
+}
+
+impl Inner {
+    /// The connection, unless this place has finalized.
+    fn conn(&mut self) -> Result<&mut Connection> {
+        if self.finalized {
+            return Err(Error::bootstrap(
+                "this place has already left the job (PMI finalize)",
+            ));
+        }
+        Ok(&mut self.conn)
+    }
 }
 
 impl PmiClient {
@@ -175,7 +188,12 @@ impl PmiClient {
                 "the PMI server's kvsname {kvsname:?} cannot be sent back on a PMI line"
             )));
         }
-        let appnum = conn.call("get_appnum", &[], "appnum")?.number("appnum")?;
+        // Slurm answers appnum=-1 when it cannot tell (a `--multi-prog` step).
+        let appnum = conn.call("get_appnum", &[], "appnum")?;
+        let appnum = match appnum.require("appnum")? {
+            "-1" => None,
+            _ => Some(appnum.number("appnum")?),
+        };
         // Room for a key of the form atoll-<round>-<rank>-<piece>.
         if max_key < 32 {
             return Err(Error::bootstrap(format!(
@@ -203,7 +221,11 @@ impl PmiClient {
             appnum,
             max_key,
             max_value,
-            inner: Mutex::new(Inner { conn, round: 0 }),
+            inner: Mutex::new(Inner {
+                conn,
+                round: 0,
+                finalized: false,
+            }),
         })
     }
 
@@ -220,8 +242,8 @@ impl PmiClient {
         &self.kvsname
     }
 
-    /// The application's index in an MPMD launch (`a : b`).
-    pub(crate) fn appnum(&self) -> usize {
+    /// The application's index in an MPMD launch (`a : b`), when the server knows it.
+    pub(crate) fn appnum(&self) -> Option<usize> {
         self.appnum
     }
 
@@ -234,6 +256,7 @@ impl PmiClient {
             });
         }
         let mut inner = lock(&self.inner);
+        inner.conn()?;
         inner.round += 1;
         let round = inner.round;
         let key = |rank: usize, piece: usize| format!("atoll-{round}-{rank}-{piece}");
@@ -282,7 +305,17 @@ impl PmiClient {
 
     /// Returns when every place has entered the barrier.
     pub(crate) fn barrier(&self) -> Result<()> {
-        barrier(&mut lock(&self.inner).conn)
+        barrier(lock(&self.inner).conn()?)
+    }
+
+    /// Leaves the job (`cmd=finalize`), once; later collectives are errors. The launcher
+    /// takes a process that exits without it for one that failed.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        if std::mem::replace(&mut inner.finalized, true) {
+            return Ok(());
+        }
+        inner.conn.call("finalize", &[], "finalize_ack").map(drop)
     }
 }
 
@@ -294,9 +327,7 @@ fn barrier(conn: &mut Connection) -> Result<()> {
 
 impl Drop for PmiClient {
     fn drop(&mut self) {
-        // The launcher takes a process that exits without `finalize` for one that failed.
-        let conn = &mut lock(&self.inner).conn;
-        if let Err(e) = conn.call("finalize", &[], "finalize_ack") {
+        if let Err(e) = self.finalize() {
             tracing::debug!("PMI finalize: {e}");
         }
     }
@@ -330,5 +361,163 @@ pub(crate) fn port_handshake(conn: &mut Connection, pmi_id: &str) -> Result<(usi
         _ => Err(Error::bootstrap(format!(
             "the PMI server's answer to initack gave rank {rank:?} and size {size:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::thread;
+
+    /// A PMI server on the other end of a socket pair, answering each request line with
+    /// `answer` (no answer: `None`); it ends when the client closes.
+    fn server(
+        answer: impl Fn(&Line, &mut HashMap<String, String>) -> Option<String> + Send + 'static,
+        timeout: Duration,
+    ) -> Connection {
+        let (client, mut theirs) = UnixStream::pair().unwrap();
+        thread::spawn(move || {
+            let mut lines = LineReader::default();
+            let mut kvs = HashMap::new();
+            while let Ok(Read1::Line(text)) = lines.read_line(&mut theirs) {
+                let line = Line::parse(&text).unwrap();
+                if let Some(reply) = answer(&line, &mut kvs) {
+                    if theirs.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Connection::new(
+            Stream::Unix(client),
+            timeout,
+            "the test server".into(),
+            "a hint",
+        )
+    }
+
+    /// Answers as Slurm's pmi2 plugin does to PMI-1 lines (rc on every reply, appnum=-1,
+    /// kvsname `job.step`), with place 1's blob already in the store.
+    fn slurm(line: &Line, kvs: &mut HashMap<String, String>) -> Option<String> {
+        Some(match line.cmd.as_str() {
+            "init" => "cmd=response_to_init rc=0 pmi_version=1 pmi_subversion=1\n".into(),
+            "get_maxes" => "cmd=maxes rc=0 kvsname_max=256 keylen_max=64 vallen_max=1024\n".into(),
+            "get_my_kvsname" => "cmd=my_kvsname rc=0 kvsname=3.0\n".into(),
+            "get_appnum" => "cmd=appnum rc=0 appnum=-1\n".into(),
+            "put" => {
+                kvs.insert(line.get("key")?.into(), line.get("value")?.into());
+                "cmd=put_result rc=0\n".into()
+            }
+            "barrier_in" => {
+                for (i, value) in chunks::split(&[9; 5000], 200).iter().enumerate() {
+                    kvs.insert(format!("atoll-1-1-{i}"), value.clone());
+                }
+                "cmd=barrier_out rc=0\n".into()
+            }
+            "get" => match kvs.get(line.get("key")?) {
+                Some(v) => format!("cmd=get_result rc=0 value={v}\n"),
+                None => "cmd=get_result rc=1\n".into(),
+            },
+            "finalize" => "cmd=finalize_ack rc=0\n".into(),
+            _ => return None,
+        })
+    }
+
+    #[test]
+    fn gathers_through_a_slurm_style_server() {
+        let client = PmiClient::start(server(slurm, Duration::from_secs(10)), 0, 2).unwrap();
+        assert_eq!(
+            (client.rank(), client.size(), client.kvsname()),
+            (0, 2, "3.0")
+        );
+        assert_eq!(client.appnum(), None);
+        let all = client.allgather(&[1; 3000]).unwrap();
+        assert_eq!(all, vec![vec![1; 3000], vec![9; 5000]]);
+        client.finalize().unwrap();
+        assert!(
+            client.allgather(b"late").is_err(),
+            "a collective after finalize"
+        );
+    }
+
+    #[test]
+    fn malformed_or_missing_answers_are_errors() {
+        let t = Duration::from_secs(10);
+        let garbage = |line: &Line, _: &mut HashMap<String, String>| {
+            (line.cmd == "init").then(|| "garbage\n".to_owned())
+        };
+        assert!(PmiClient::start(server(garbage, t), 0, 1).is_err());
+        let bad_maxes = |line: &Line, kvs: &mut HashMap<String, String>| match line.cmd.as_str() {
+            "get_maxes" => Some("cmd=maxes keylen_max=64 vallen_max=lots\n".into()),
+            _ => slurm(line, kvs),
+        };
+        assert!(PmiClient::start(server(bad_maxes, t), 0, 1).is_err());
+        let wrong_reply = |line: &Line, kvs: &mut HashMap<String, String>| match line.cmd.as_str() {
+            "get_my_kvsname" => Some("cmd=barrier_out\n".into()),
+            _ => slurm(line, kvs),
+        };
+        assert!(PmiClient::start(server(wrong_reply, t), 0, 1).is_err());
+        // A blob header that lies about its count, and a value that is not base64.
+        for bad in ["99999999.AAAA", "2.AA", "1.!!!!"] {
+            let liar = move |line: &Line, kvs: &mut HashMap<String, String>| match line.cmd.as_str()
+            {
+                "get" if line.get("key") == Some("atoll-1-1-0") => {
+                    Some(format!("cmd=get_result rc=0 value={bad}\n"))
+                }
+                _ => slurm(line, kvs),
+            };
+            let client = PmiClient::start(server(liar, t), 0, 2).unwrap();
+            assert!(client.allgather(b"x").is_err(), "{bad}");
+        }
+        let failing_barrier =
+            |line: &Line, kvs: &mut HashMap<String, String>| match line.cmd.as_str() {
+                "barrier_in" => Some("cmd=barrier_out rc=1 msg=place_1_left\n".into()),
+                _ => slurm(line, kvs),
+            };
+        let client = PmiClient::start(server(failing_barrier, t), 0, 2).unwrap();
+        let err = client.barrier().unwrap_err().to_string();
+        assert!(err.contains("place 1 left"), "{err}");
+        assert!(
+            PmiClient::start(server(slurm, t), 2, 2).is_err(),
+            "rank outside the job"
+        );
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_times_out() {
+        let silent = |_: &Line, _: &mut HashMap<String, String>| None;
+        let err = PmiClient::start(server(silent, Duration::from_millis(300)), 0, 1).unwrap_err();
+        assert!(
+            err.to_string().contains("did not answer `cmd=init`"),
+            "{err}"
+        );
+        let (client, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let conn = Connection::new(
+            Stream::Unix(client),
+            Duration::from_secs(5),
+            "gone".into(),
+            "",
+        );
+        assert!(PmiClient::start(conn, 0, 1).is_err());
+    }
+
+    #[test]
+    fn the_port_handshake_reads_rank_and_size() {
+        let t = Duration::from_secs(10);
+        let hydra = |line: &Line, _: &mut HashMap<String, String>| {
+            (line.cmd == "initack").then(|| {
+                "cmd=initack\ncmd=set size=4\ncmd=set rank=2\ncmd=set debug=0\n".to_owned()
+            })
+        };
+        assert_eq!(port_handshake(&mut server(hydra, t), "2").unwrap(), (2, 4));
+        let bad = |line: &Line, _: &mut HashMap<String, String>| {
+            (line.cmd == "initack").then(|| {
+                "cmd=initack\ncmd=set size=2\ncmd=set rank=5\ncmd=set debug=0\n".to_owned()
+            })
+        };
+        assert!(port_handshake(&mut server(bad, t), "5").is_err());
+        assert!(port_handshake(&mut server(hydra, t), "a b").is_err());
     }
 }

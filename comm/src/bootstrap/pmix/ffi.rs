@@ -127,7 +127,7 @@ fn load() -> std::result::Result<Api, String> {
             Ok(ptr)
         }
     };
-    // SAFETY (each transmute): the symbol is the PMIx function of that name, whose C
+    // SAFETY: for each transmute, the symbol is the PMIx function of that name, whose C
     // prototype (pmix.h, PMIx 2 to 5) is the function-pointer type it becomes; a data
     // pointer and a function pointer have the same size and representation on Linux.
     unsafe {
@@ -275,9 +275,13 @@ impl Api {
     /// `PMIx_Get(proc, key)` of a `uint32` value.
     pub(crate) fn get_u32(&self, proc: &Proc, key: &CStr) -> Result<u32> {
         self.get(proc, key, |value| {
-            // SAFETY: `get` passes a value PMIx returned, whose `kind` is checked here
-            // before the union member of that type is read.
-            (value.kind == TYPE_UINT32).then(|| unsafe { value.data.uint32 })
+            // The union member is read only once `kind` says which it is.
+            if value.kind == TYPE_UINT32 {
+                // SAFETY: the kind says the union holds a uint32, which PMIx initialized.
+                Some(unsafe { value.data.uint32 })
+            } else {
+                None
+            }
         })
     }
 

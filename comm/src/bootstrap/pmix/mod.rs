@@ -11,6 +11,7 @@
 
 mod ffi;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -27,6 +28,7 @@ pub struct PmixClient {
     size: usize,
     nspace: String,
     round: Mutex<u64>,
+    finalized: AtomicBool,
 }
 
 impl std::fmt::Debug for PmixClient {
@@ -53,16 +55,20 @@ impl PmixClient {
             .map_err(|e| Error::io("starting the PMIx_Init thread", e))?;
         let server = std::env::var("PMIX_SERVER_URI41")
             .or_else(|_| std::env::var("PMIX_SERVER_URI4"))
-            .unwrap_or_else(|_| "(no PMIX_SERVER_URI4 variable)".into());
+            .unwrap_or_else(|_| "none named: no PMIX_SERVER_URI4 variable".into());
         let me = match rx.recv_timeout(timeout) {
             Ok(Ok(me)) => me,
             Ok(Err(e)) => {
+                let e = match e {
+                    Error::Bootstrap { reason } => reason,
+                    other => other.to_string(),
+                };
                 return Err(Error::bootstrap(format!(
                     "PMIx variables are set (PMIX_NAMESPACE={}), but {e}: the PMIx server \
                      ({server}) is not reachable; was this process started by `mpirun` or \
                      `srun --mpi=pmix`, and is that launcher still running?",
                     std::env::var("PMIX_NAMESPACE").unwrap_or_default()
-                )))
+                )));
             }
             Err(_) => {
                 return Err(Error::bootstrap(format!(
@@ -89,6 +95,7 @@ impl PmixClient {
             size,
             nspace,
             round: Mutex::new(0),
+            finalized: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +122,7 @@ impl PmixClient {
         }
         // One collective at a time, in the same order at every place.
         let mut round = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_joined()?;
         *round += 1;
         let key = ffi::key(&format!("atoll.ag.{round}"))?;
         // A leading byte keeps the byte object non-empty (an empty one may come back as NULL).
@@ -146,14 +154,35 @@ impl PmixClient {
     /// Returns when every place has entered (a fence without data).
     pub(crate) fn barrier(&self) -> Result<()> {
         let _serialized = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check_joined()?;
         self.api
             .fence(&self.me.with_rank(ffi::RANK_WILDCARD), false)
     }
 }
 
+impl PmixClient {
+    /// Leaves the job (`PMIx_Finalize`), once; later collectives are errors.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        let _serialized = self.round.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.finalized.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.api.finalize()
+    }
+
+    fn check_joined(&self) -> Result<()> {
+        if self.finalized.load(Ordering::Acquire) {
+            return Err(Error::bootstrap(
+                "this place has already left the job (PMIx_Finalize)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for PmixClient {
     fn drop(&mut self) {
-        if let Err(e) = self.api.finalize() {
+        if let Err(e) = self.finalize() {
             tracing::debug!("{e}");
         }
     }
