@@ -6,8 +6,9 @@
 # Run:     `bash ci/launch/netns.sh` makes the hosts, checks that each sees its own name and
 #          reaches the other over TCP, and removes them (a self-check).
 #
-# Processes enter a host with `nsenter --net=...`, not `ip netns exec`: the latter remounts
-# /sys, which hides the cgroup mount slurmd needs. /dev/shm stays shared between the hosts.
+# Processes enter a host with `nsenter --net=...` and mount a /sys of their own, not with `ip
+# netns exec`: that remounts /sys too, but hides the cgroup mounts slurmd needs. /dev/shm stays
+# shared between the hosts.
 # The namespaces are atoll-<pid>-h1/h2, so concurrent runs never meet; the addresses are
 # ATOLL_CI_SUBNET.1 and .2 (default 10.77.0).
 
@@ -50,13 +51,22 @@ netns_down() {
     unset NETNS_PREFIX
 }
 
-# on_host NAME CMD...: runs CMD in host NAME's network namespace, with hostname NAME.
+# on_host NAME CMD...: runs CMD in host NAME's network namespace, with hostname NAME and a
+# /sys of its own that lists that namespace's devices (UCX finds its network devices there),
+# with the machine's cgroup mounts moved into it (slurmd needs them).
 on_host() {
     local host="$1"
     shift
-    nsenter --net="/run/netns/$NETNS_PREFIX-$host" unshare --uts \
-        sh -c 'hostname "$0" && exec "$@"' "$host" "$@"
+    nsenter --net="/run/netns/$NETNS_PREFIX-$host" unshare --uts --mount --propagation private \
+        sh -c "$NETNS_ENTER"' && exec "$@"' "$host" "$@"
 }
+# The part of on_host that runs inside the new namespaces ($0 is the host's name).
+NETNS_ENTER='hostname "$0" &&
+    keep=$(mktemp -d /tmp/atoll-cgroup.XXXXXX) &&
+    mount --rbind /sys/fs/cgroup "$keep" &&
+    mount -t sysfs sysfs /sys &&
+    mount --move "$keep" /sys/fs/cgroup &&
+    rmdir "$keep"'
 on_h1() { on_host h1 "$@"; }
 on_h2() { on_host h2 "$@"; }
 

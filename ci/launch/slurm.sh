@@ -8,7 +8,8 @@
 # Every file (slurm.conf, state, spool, logs, pid files, the PMIx TmpFS) lives in the cluster's
 # own directory and the ports are Slurm's plus 10000 (ATOLL_CI_SLURM_PORT overrides), so a
 # cluster started here never meets another one on the same machine. MpiDefault=none: each test
-# names its PMI (`--mpi=pmix`, `--mpi=pmi2`) or none.
+# names its PMI (`--mpi=pmix`, `--mpi=pmi2`) or none. KillOnBadExit=1: a task that fails ends its
+# step at once (its peers would otherwise wait for it in the bootstrap until the case's limit).
 
 # slurm_up DIR NODE_SPEC...: starts a cluster whose controller runs on the first node and
 # waits (at most 20 s) until every node is idle. NODE_SPEC is NAME:ADDR:CPUS:RUNNER, RUNNER
@@ -48,6 +49,7 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 SlurmdParameters=config_overrides
 ReturnToService=2
+KillOnBadExit=1
 MailProg=/bin/true
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool-%n
