@@ -1,7 +1,8 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # Test cases of the launch scripts, reported the way libtest reports them (sourced).
 #
 #   case_begin NAME
-#   case_run LIMIT_S CMD...      # CMD bounded by `timeout -s KILL`; output and status kept
+#   case_run LIMIT_S CMD...      # CMD bounded by `timeout -k 5`; output and status kept
 #   expect_status ok|fail        # exit status 0, or non-zero without being killed
 #   expect_line REGEX [COUNT]    # lines matching REGEX (grep -E): at least one, or exactly COUNT
 #   expect_no_line REGEX
@@ -9,8 +10,11 @@
 #   case_skip NAME REASON        # prints `test launch::NAME ... ignored, REASON`
 #   case_summary                 # `test result: ...` (counted by ci/test.sh); false if any failed
 #
-# A CMD that is a shell function is a runner (on_h1, run_here): it gets `timeout -s KILL
-# LIMIT_S` and the rest of the command as its arguments, so the bound applies inside it.
+# The bound is SIGTERM at LIMIT_S and SIGKILL 5 s later: srun and mpirun end their job's tasks
+# on SIGTERM (a killed srun leaves its job holding the nodes), and SIGKILL ends what ignores it.
+# A CMD that is a shell function is a runner (on_h1, run_here): it gets `timeout -k 5 LIMIT_S`
+# and the rest of the command as its arguments, so the bound applies inside it. After a case
+# that ran out of time, the hook `case_after_timeout` (if defined) clears up.
 
 CASES_PASSED=0
 CASES_FAILED=0
@@ -30,11 +34,14 @@ case_run() {
     shift
     CASE_LIMIT="$limit"
     if [ "$(type -t "$1")" = function ]; then
-        CASE_OUT="$("$1" timeout -s KILL "$limit" "${@:2}" 2>&1)"
+        CASE_OUT="$("$1" timeout -k 5 "$limit" "${@:2}" 2>&1)"
     else
-        CASE_OUT="$(timeout -s KILL "$limit" "$@" 2>&1)"
+        CASE_OUT="$(timeout -k 5 "$limit" "$@" 2>&1)"
     fi
     CASE_RC=$?
+    if { [ "$CASE_RC" -eq 124 ] || [ "$CASE_RC" -eq 137 ]; } && [ "$(type -t case_after_timeout)" = function ]; then
+        case_after_timeout
+    fi
     CASE_CMD="$*"
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # Shared helpers of the launch scripts (sourced, never run).
 #
 # - `log`, `skip_all`: visible progress and skip reasons.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # munge, the authentication Slurm uses (sourced by the Slurm scripts).
 #
 # munge_up: reuses a munged that already answers, or starts one (as the munge user, with the

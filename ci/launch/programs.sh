@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # The programs the launch cases run, and the checks of their output (sourced).
 #
 # find_programs CARGO_ARGS...: sets HELLO, QUICKSORT and CONFORMANCE (the comm conformance

@@ -122,6 +122,16 @@ slurm_stepds() {
     done
 }
 
+# case_after_timeout: after a launch ran out of time, cancels every job of the running cluster
+# and waits (at most 20 s) until none is left, so that the next case finds the nodes free.
+case_after_timeout() {
+    [ -n "${SLURM_DIR:-}" ] || return 0
+    "$SLURM_CTLD_RUNNER" timeout -s KILL 10 scancel --full --signal=KILL --user=root >/dev/null 2>&1
+    "$SLURM_CTLD_RUNNER" timeout -s KILL 10 scancel --user=root >/dev/null 2>&1
+    wait_for 20 slurm_no_jobs || log "jobs still queued 20 s after scancel"
+}
+slurm_no_jobs() { [ -z "$("$SLURM_CTLD_RUNNER" timeout -s KILL 5 squeue -h 2>/dev/null)" ]; }
+
 # run_here CMD...: runs CMD on this host (the RUNNER of a single-node cluster).
 run_here() { "$@"; }
 

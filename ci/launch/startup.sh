@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # Start-up time of a 4-place `hello` under each launcher at hand, as a small table (sourced;
 # printed, never asserted: a shared CI machine's times vary).
 #

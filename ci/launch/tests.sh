@@ -28,7 +28,7 @@ find_programs "${CARGO_ARGS[@]}" || exit 1
 
 # The limit of one launch that should succeed, and of one that should fail with a clear
 # error (the bootstraps promise an error within 10 s; past 15 s the launch counts as a hang).
-OK_LIMIT=120
+OK_LIMIT=90
 ERR_LIMIT=15
 QS_N=200000
 

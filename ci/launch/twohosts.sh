@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
 # Cases across two hosts (network namespaces h1 and h2, see netns.sh): the env bootstrap with
 # two places per host, and `srun -N 2 -n 4` on a two-node Slurm cluster (sourced).
 #
@@ -10,8 +11,8 @@
 has_feature() { [[ " ${CARGO_ARGS[*]} " =~ [\ /,=]$1([\ ,]|$) ]]; }
 
 # The variables that put each network provider on the veth pair over TCP.
-UCX_ENV=(ATOLL_PROVIDER=ucx UCX_TLS=tcp,self UCX_NET_DEVICES="$H1_DEV")
-OFI_ENV=(ATOLL_PROVIDER=ofi FI_PROVIDER=tcp FI_TCP_IFACE="$H1_DEV")
+UCX_ENV=(ATOLL_PROVIDER=ucx "UCX_TLS=tcp,self" UCX_NET_DEVICES="$H1_DEV")
+OFI_ENV=(ATOLL_PROVIDER=ofi "FI_PROVIDER=tcp;ofi_rxm" FI_TCP_IFACE="$H1_DEV")
 
 # The error of the shm provider for a job on both hosts.
 SHM_ACROSS_HOSTS='on 2 hosts \((h1, h2|h2, h1)\).*ATOLL_PROVIDER=(ucx|ofi)'
@@ -52,17 +53,21 @@ two_node_slurm_cases() {
         expect_failure_naming "$SHM_ACROSS_HOSTS"
         case_end
     done
-    if has_feature ucx; then
-        ENV_EXTRA=("${UCX_ENV[@]}")
-        check_programs srun_two_nodes_pmix_ucx on_h1 srun --mpi=pmix -N 2 -n 4
-    else
-        case_skip srun_two_nodes_pmix_ucx "the build has no ucx feature"
-    fi
-    if has_feature ofi; then
-        ENV_EXTRA=("${OFI_ENV[@]}")
-        check_programs srun_two_nodes_pmi2_ofi on_h1 srun --mpi=pmi2 -N 2 -n 4
-    else
-        case_skip srun_two_nodes_pmi2_ofi "the build has no ofi feature"
-    fi
+    # Each network provider under both of Slurm's PMIs.
+    local provider
+    for provider in ucx ofi; do
+        if ! has_feature "$provider"; then
+            case_skip "srun_two_nodes_$provider" "the build has no $provider feature"
+            continue
+        fi
+        if [ "$provider" = ucx ]; then
+            ENV_EXTRA=("${UCX_ENV[@]}")
+        else
+            ENV_EXTRA=("${OFI_ENV[@]}")
+        fi
+        for mpi in pmix pmi2; do
+            check_programs "srun_two_nodes_${mpi}_$provider" on_h1 srun --mpi="$mpi" -N 2 -n 4
+        done
+    done
     ENV_EXTRA=()
 }
