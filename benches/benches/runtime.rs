@@ -15,13 +15,12 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use atoll::prelude::*;
-use atoll_benches::floor::FloorProbe;
+use atoll_benches::probe;
 use atoll_benches::stats::{median, median_ns_per_op};
-use atoll_benches::table::{ns, rate, ratio, Table};
+use atoll_benches::table::{ns, rate, ratio, ratio_in_state, verdict, Table};
 use atoll_runtime::__private::__bench_echo_round_trip;
 
 /// What one run measures: full sizes under `cargo bench`, small ones for a smoke run.
@@ -63,9 +62,6 @@ const AT_OVER_AM_TARGET: f64 = 1.5;
 /// Target of the flood rate, activities per second.
 const FLOOD_TARGET: f64 = 5e6;
 
-/// This place's end of the floor probe (places 0 and 1).
-static PROBE: Mutex<Option<FloorProbe>> = Mutex::new(None);
-
 /// The `at!` round trip's remote function.
 #[atoll::remote]
 async fn echo(x: u64) -> u64 {
@@ -78,57 +74,9 @@ async fn noop(i: u64) {
     black_box(i);
 }
 
-/// Maps the probe line `name` (made by place 0) at this place; an error message if it cannot.
-#[atoll::remote]
-async fn attach_probe(name: String) -> Option<String> {
-    match FloorProbe::attach(&name, here().index()) {
-        Ok(probe) => {
-            *PROBE.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
-            None
-        }
-        Err(message) => Some(message),
-    }
-}
-
-/// Place 1's side of one floor probe.
-#[atoll::remote]
-async fn probe_partner(round_trips: u64) {
-    probe_here(round_trips);
-}
-
-/// This place's side of a probe: the median round trip in ns at place 0.
-fn probe_here(round_trips: u64) -> f64 {
-    match PROBE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        Some(probe) => probe.round_trip_ns(round_trips),
-        None => f64::NAN,
-    }
-}
-
 /// The floor now: a cache-line round trip between places 0 and 1 (median, ns).
 async fn floor(sizes: Sizes) -> Result<f64, String> {
-    finish(async move {
-        async_at!(Place::new(1), probe_partner(sizes.probe));
-        probe_here(sizes.probe)
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
-/// Opens the probe: created here (place 0), attached at place 1, then here; the name is gone
-/// once both have mapped it.
-async fn open_probe() -> Result<(), String> {
-    let job = std::env::var(atoll::comm::config::JOB_ID)
-        .unwrap_or_else(|_| format!("bench-{}", std::process::id()));
-    let name = FloorProbe::name(&job);
-    FloorProbe::create(&name)?;
-    let attached = at!(Place::new(1), attach_probe(name.clone())).await;
-    let here_too = FloorProbe::attach(&name, 0);
-    FloorProbe::unlink(&name);
-    if let Some(message) = attached.map_err(|e| e.to_string())? {
-        return Err(format!("place 1: {message}"));
-    }
-    *PROBE.lock().unwrap_or_else(|p| p.into_inner()) = Some(here_too?);
-    Ok(())
+    probe::floor(sizes.probe).await
 }
 
 /// Median ns of the bare active-message round trip to place 1, over batches.
@@ -211,27 +159,11 @@ fn rayon_spawn(sizes: Sizes) -> f64 {
     median_ns_per_op(sizes.runs, n, scope)
 }
 
-/// `a / b`, marked when the floor moved by more than 2x between the figures compared.
-fn ratio_in_state(a: f64, b: f64, floors: &[f64]) -> String {
-    let (lo, hi) = floors
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &f| (lo.min(f), hi.max(f)));
-    if hi > 2.0 * lo {
-        format!("{} (host state changed)", ratio(a, b))
-    } else {
-        ratio(a, b)
-    }
-}
-
-fn verdict(met: bool, target: String) -> String {
-    format!("{target}: {}", if met { "met" } else { "missed" })
-}
-
 async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     if num_places() < 2 {
         return Err("needs at least 2 places (ATOLL_PLACES=2)".into());
     }
-    open_probe().await?;
+    probe::open().await?;
     let mut table = Table::new(&[
         "benchmark",
         "Atoll",

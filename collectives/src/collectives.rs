@@ -254,10 +254,7 @@ impl Collectives for Team {
         let call = self.begin();
         async move {
             call.check_rank("the reduction's root", root)?;
-            let acc = SliceAccumulator {
-                data: data.to_vec(),
-                op: &op,
-            };
+            let acc = SliceAccumulator::new(data, &op);
             Ok(reduce::reduce(&call, root, acc).await?.map(|acc| acc.data))
         }
     }
@@ -287,10 +284,7 @@ impl Collectives for Team {
             if std::mem::size_of_val(data) >= SEGMENTED_MIN_BYTES {
                 return allreduce::segmented(&call, data.to_vec(), &op).await;
             }
-            let acc = SliceAccumulator {
-                data: data.to_vec(),
-                op: &op,
-            };
+            let acc = SliceAccumulator::new(data, &op);
             Ok(allreduce::recursive_doubling(&call, acc).await?.data)
         }
     }
@@ -486,10 +480,7 @@ impl Collectives for Team {
     ) -> impl Future<Output = Result<Vec<E>>> + Send + 'a {
         let call = self.begin();
         async move {
-            let acc = SliceAccumulator {
-                data: data.to_vec(),
-                op: &op,
-            };
+            let acc = SliceAccumulator::new(data, &op);
             let result = scan::scan(&call, acc, true).await?;
             Ok(result.map(|acc| acc.data).unwrap_or_default())
         }
@@ -502,10 +493,7 @@ impl Collectives for Team {
     ) -> impl Future<Output = Result<Option<Vec<E>>>> + Send + 'a {
         let call = self.begin();
         async move {
-            let acc = SliceAccumulator {
-                data: data.to_vec(),
-                op: &op,
-            };
+            let acc = SliceAccumulator::new(data, &op);
             Ok(scan::scan(&call, acc, false).await?.map(|acc| acc.data))
         }
     }

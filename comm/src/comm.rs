@@ -516,7 +516,7 @@ impl Comm {
 
     /// Whether `place` is known to have died.
     pub fn is_failed(&self, place: Place) -> bool {
-        self.inner.bootstrap.is_failed(place)
+        self.inner.bootstrap.is_failed(place) || self.inner.provider.is_failed(place.index())
     }
 
     /// Writes a record into `to`'s inbox exactly as given, valid or not: what a broken or

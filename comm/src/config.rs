@@ -9,12 +9,13 @@
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
 //! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`10` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
-//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
+//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and the `ucp_mem_map`ped heap of the ucx provider (regions and message buffers); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
 //! | `ATOLL_BOOTSTRAP` | detected | `local`, `env`, `pmi` or `pmix`: which bootstrap to use, instead of detecting it (order: `ATOLL_BOOTSTRAP`; the local launcher's `ATOLL_RANK`; PMIx's `PMIX_RANK`+`PMIX_NAMESPACE`; PMI's `PMI_FD` or `PMI_PORT`; `ATOLL_COORDINATOR`; then the signs of a launcher without PMI are an error; otherwise the process becomes the local launcher) |
+//! | `ATOLL_PMI_VERSION` | `1` | the wire protocol of the `pmi` bootstrap over `PMI_FD`: `1` (PMI-1 lines; hydra, `srun --mpi=pmi2`) or `2` (PMI-2 messages; the same launchers) |
 //! | `ATOLL_COORDINATOR` | unset | `host:port` of the `env` bootstrap's coordinator, which place 0 runs (it listens there; the others connect) |
 //! | `ATOLL_ENV_RANK` | unset | this place's rank in an `env` job (with `ATOLL_PLACES` as the job's size) |
 //! | `ATOLL_ENV_SECRET` | unset | the `env` job's secret, 32 hexadecimal digits, the same at every place; every place presents it to the coordinator (make one with `openssl rand -hex 16`) |
@@ -69,6 +70,8 @@ pub const JOB_SECRET: &str = "ATOLL_JOB_SECRET";
 
 /// Which bootstrap to use (`ATOLL_BOOTSTRAP`), instead of detecting it.
 pub const BOOTSTRAP: &str = "ATOLL_BOOTSTRAP";
+/// The PMI wire protocol over `PMI_FD`, `1` or `2` (`ATOLL_PMI_VERSION`).
+pub const PMI_VERSION: &str = "ATOLL_PMI_VERSION";
 /// The `env` bootstrap's coordinator, `host:port` (`ATOLL_COORDINATOR`).
 pub const COORDINATOR: &str = "ATOLL_COORDINATOR";
 /// This place's rank in an `env` job (`ATOLL_ENV_RANK`).

@@ -238,6 +238,20 @@ pub enum Error {
     /// A place of the job has died; nothing it was asked to do will complete.
     #[error("{0} failed (its process died)")]
     PlaceFailed(Place),
+
+    /// A UCX call failed (provider `ucx`).
+    #[error(
+        "UCX: {op} failed: {message} (status {code}); check the UCX_* environment \
+         (UCX_TLS, UCX_NET_DEVICES; `ucx_info -d` lists what this host offers)"
+    )]
+    Ucx {
+        /// The UCX function.
+        op: &'static str,
+        /// Its `ucs_status_t` code.
+        code: i8,
+        /// UCX's description of the code.
+        message: String,
+    },
 }
 
 impl Error {

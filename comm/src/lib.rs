@@ -60,9 +60,10 @@
 //! lets every provider be tested by one conformance suite.
 //!
 //! # Cargo features
-//! None yet: the shared-memory provider needs only Rust and a C compiler. The UCX and libfabric
-//! providers will come as the features `ucx` and `ofi`; asking for them today
-//! (`ATOLL_PROVIDER=ucx`) is [`Error::ProviderNotCompiled`].
+//! None by default: the shared-memory provider needs only Rust and a C compiler.
+//! - `ucx`: the UCX provider (`ATOLL_PROVIDER=ucx`), through the `ucx-sys` bindings (needs
+//!   Debian's `libucx-dev` and, for bindgen, `libclang-dev`). Without the feature,
+//!   `ATOLL_PROVIDER=ucx` is [`Error::ProviderNotCompiled`].
 //!
 //! # Thread safety
 //! [`Comm`] is `Send + Sync` and cheap to clone; handlers run on whichever thread calls
@@ -96,6 +97,8 @@ mod place;
 mod provider;
 mod rma;
 pub(crate) mod shm;
+#[cfg(feature = "ucx")]
+mod ucx;
 
 pub use comm::{Comm, CommBuilder, RawRecord, SendBatch};
 pub use error::{Error, Result};

@@ -10,23 +10,32 @@ use crate::rma::{Region, RemoteKey};
 use std::sync::MutexGuard;
 
 use crate::shm::{ProducerState, Sent, ShmProvider};
+#[cfg(feature = "ucx")]
+use crate::ucx::{Producer as UcxProducer, UcxProvider};
 use crate::{Error, Place, Result};
 
 #[derive(Debug)]
 pub(crate) enum Provider {
     Shm(ShmProvider),
+    #[cfg(feature = "ucx")]
+    Ucx(UcxProvider),
 }
 
 /// The locked sending side of one destination, held across a batch of sends.
 #[derive(Debug)]
 pub(crate) enum ProducerGuard<'a> {
     Shm(MutexGuard<'a, ProducerState>),
+    #[cfg(feature = "ucx")]
+    Ucx(MutexGuard<'a, UcxProducer>),
 }
 
 impl Provider {
     pub(crate) fn new(bootstrap: &Bootstrap, config: &Config) -> Result<Provider> {
         match config.provider {
             ProviderKind::Shm => Ok(Provider::Shm(ShmProvider::new(bootstrap, config)?)),
+            #[cfg(feature = "ucx")]
+            ProviderKind::Ucx => Ok(Provider::Ucx(UcxProvider::new(bootstrap, config)?)),
+            #[cfg(not(feature = "ucx"))]
             ProviderKind::Ucx => Err(Error::ProviderNotCompiled {
                 provider: "ucx",
                 feature: "ucx",
@@ -41,6 +50,8 @@ impl Provider {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Provider::Shm(_) => "shm",
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(_) => "ucx",
         }
     }
 
@@ -54,12 +65,16 @@ impl Provider {
     ) -> Result<Sent> {
         match self {
             Provider::Shm(shm) => shm.send(to, handler, prefix, value, queue_if_full),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.send(to, handler, prefix, value, queue_if_full),
         }
     }
 
     pub(crate) fn lock_producer(&self, to: usize) -> ProducerGuard<'_> {
         match self {
             Provider::Shm(shm) => ProducerGuard::Shm(shm.lock_producer(to)),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ProducerGuard::Ucx(ucx.lock_producer(to)),
         }
     }
 
@@ -75,12 +90,20 @@ impl Provider {
             (Provider::Shm(shm), ProducerGuard::Shm(producer)) => {
                 shm.send_locked(producer, handler, prefix, value, queue_if_full)
             }
+            #[cfg(feature = "ucx")]
+            (Provider::Ucx(ucx), ProducerGuard::Ucx(producer)) => {
+                ucx.send_locked(producer, handler, prefix, value, queue_if_full)
+            }
+            #[cfg(feature = "ucx")]
+            (_, guard) => unreachable!("a producer guard of another provider: {guard:?}"),
         }
     }
 
     pub(crate) fn ring_doorbell(&self, to: usize) {
         match self {
             Provider::Shm(shm) => shm.ring_doorbell(to),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.ring_doorbell(to),
         }
     }
 
@@ -94,6 +117,8 @@ impl Provider {
     ) -> Result<Sent> {
         match self {
             Provider::Shm(shm) => shm.inject(to, kind, src, handler, payload),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.inject(to, kind, src, handler, payload),
         }
     }
 
@@ -103,42 +128,68 @@ impl Provider {
     ) -> Result<usize> {
         match self {
             Provider::Shm(shm) => shm.progress(deliver),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.progress(deliver),
+        }
+    }
+
+    /// Whether the transport itself saw `place` fail (the bootstrap reports deaths too).
+    pub(crate) fn is_failed(&self, place: usize) -> bool {
+        match self {
+            Provider::Shm(_) => {
+                let _ = place;
+                false
+            }
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.is_failed(place),
         }
     }
 
     pub(crate) fn is_drained_to(&self, to: usize) -> bool {
         match self {
             Provider::Shm(shm) => shm.is_drained_to(to),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.is_drained_to(to),
         }
     }
 
     pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
         match self {
             Provider::Shm(shm) => shm.park(timeout, ready),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.park(timeout, ready),
         }
     }
 
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
         match self {
             Provider::Shm(shm) => shm.alloc_region(len),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.alloc_region(len),
         }
     }
 
     pub(crate) fn put(&self, key: &RemoteKey, offset: usize, data: &[u8]) -> Result<()> {
         match self {
             Provider::Shm(shm) => shm.put(key, offset, data),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.put(key, offset, data),
         }
     }
 
     pub(crate) fn get(&self, key: &RemoteKey, offset: usize, dst: &mut [u8]) -> Result<()> {
         match self {
             Provider::Shm(shm) => shm.get(key, offset, dst),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.get(key, offset, dst),
         }
     }
 
     pub(crate) fn fetch_add(&self, key: &RemoteKey, offset: usize, value: u64) -> Result<u64> {
         match self {
             Provider::Shm(shm) => shm.fetch_add(key, offset, value),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.fetch_add(key, offset, value),
         }
     }
 
@@ -151,6 +202,8 @@ impl Provider {
     ) -> Result<u64> {
         match self {
             Provider::Shm(shm) => shm.compare_swap(key, offset, expected, new),
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(ucx) => ucx.compare_swap(key, offset, expected, new),
         }
     }
 }

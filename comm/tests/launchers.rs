@@ -45,6 +45,7 @@ fn main() {
     let ompi = open_mpi();
     let hydra = program_runs("mpiexec.mpich", &["--version"]);
     let conformance = conformance_binary();
+    let slurm = slurm_up();
     let mut trials = Vec::new();
     let mut add = |name: &str, missing: Option<String>, test: fn() -> Result<(), Failed>| {
         let trial = Trial::test(name, test);
@@ -81,10 +82,25 @@ fn main() {
         hydra_port,
     );
     add(
+        "pmi::hydra_fd_pmi2_np4",
+        need(hydra, "mpiexec.mpich"),
+        hydra_pmi2,
+    );
+    add(
         "pmi::hydra_conformance_np4",
         need_conf(hydra, "mpiexec.mpich"),
         hydra_conformance,
     );
+    let no_slurm = || slurm.clone().err();
+    add("pmi::srun_pmi2_np4", no_slurm(), srun_pmi2);
+    add("pmi::srun_pmi2_wire2_np4", no_slurm(), srun_pmi2_wire2);
+    add("pmix::srun_pmix_np4", no_slurm(), srun_pmix);
+    add(
+        "pmix::srun_pmix_conformance_np4",
+        no_slurm().or_else(|| need_conf(true, "")),
+        srun_conformance,
+    );
+    add("refused::srun_plain", no_slurm(), srun_plain);
     add("env::loopback_np4", None, env_loopback);
     add(
         "env::loopback_conformance_np4",
@@ -195,6 +211,31 @@ fn open_mpi() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("Open MPI"))
 }
 
+/// Whether Slurm's daemons answer (`sinfo` within 5 s shows a usable node); the reason
+/// otherwise. `SLURM_CONF` from the environment picks the cluster.
+fn slurm_up() -> Result<(), String> {
+    // `srun --version` fails without a readable slurm.conf: only whether it starts counts.
+    if Command::new("srun").arg("--version").output().is_err() {
+        return Err("Slurm's srun is not installed".into());
+    }
+    let mut c = Command::new("sinfo");
+    c.args(["-h", "-o", "%T"]);
+    match support::run_command(c, Duration::from_secs(5)) {
+        Ok(out)
+            if ["idle", "mix", "alloc"]
+                .iter()
+                .any(|s| out.stdout.contains(s)) =>
+        {
+            Ok(())
+        }
+        Ok(out) => Err(format!(
+            "no Slurm node is up (sinfo: {:?})",
+            out.stdout.trim()
+        )),
+        Err(_) => Err("Slurm's daemons do not answer sinfo within 5 s".into()),
+    }
+}
+
 fn unsafe_is_root() -> bool {
     // The effective uid, from /proc (no unsafe call): the line `Uid: real effective ...`.
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
@@ -238,6 +279,7 @@ fn command(program: &str) -> Command {
         "ATOLL_CHAOS",
         "ATOLL_BOOTSTRAP",
         "ATOLL_COORDINATOR",
+        "ATOLL_PMI_VERSION",
     ] {
         c.env_remove(var);
     }
@@ -321,12 +363,57 @@ fn hydra_port() -> Result<(), Failed> {
     expect_places_ok(&run(c)?, 4, "pmi")
 }
 
+fn hydra_pmi2() -> Result<(), Failed> {
+    let mut c = command("mpiexec.mpich");
+    c.env("ATOLL_PMI_VERSION", "2")
+        .args(["-n", "4"])
+        .arg(this_exe());
+    expect_places_ok(&run(c)?, 4, "pmi2")
+}
+
 fn hydra_conformance() -> Result<(), Failed> {
     let mut c = command("mpiexec.mpich");
     c.env("ATOLL_CONFORMANCE_CASE", "all")
         .args(["-n", "4"])
         .arg(conformance_binary().ok_or("no conformance binary")?);
     expect_conformance_ok(&run(c)?, 4)
+}
+
+fn srun(mpi: &str) -> Command {
+    let mut c = command("srun");
+    c.args([mpi, "-n", "4", "--overcommit"]);
+    c
+}
+
+fn srun_pmi2() -> Result<(), Failed> {
+    let mut c = srun("--mpi=pmi2");
+    c.arg(this_exe());
+    expect_places_ok(&run(c)?, 4, "pmi")
+}
+
+fn srun_pmi2_wire2() -> Result<(), Failed> {
+    let mut c = srun("--mpi=pmi2");
+    c.env("ATOLL_PMI_VERSION", "2").arg(this_exe());
+    expect_places_ok(&run(c)?, 4, "pmi2")
+}
+
+fn srun_pmix() -> Result<(), Failed> {
+    let mut c = srun("--mpi=pmix");
+    c.arg(this_exe());
+    expect_places_ok(&run(c)?, 4, "pmix")
+}
+
+fn srun_conformance() -> Result<(), Failed> {
+    let mut c = srun("--mpi=pmix");
+    c.env("ATOLL_CONFORMANCE_CASE", "all")
+        .arg(conformance_binary().ok_or("no conformance binary")?);
+    expect_conformance_ok(&run(c)?, 4)
+}
+
+fn srun_plain() -> Result<(), Failed> {
+    let mut c = srun("--mpi=none");
+    c.arg(this_exe());
+    expect_refused(&run(c)?, "srun --mpi=pmi2")
 }
 
 /// A loopback address with a port that was free a moment ago.

@@ -56,6 +56,16 @@ pub(crate) struct ValueAccumulator<'o, T, O> {
     pub(crate) op: &'o O,
 }
 
+impl<'o, E: Element, O> SliceAccumulator<'o, E, O> {
+    /// A partial reduction holding a copy of `data`, combined with `op`.
+    pub(crate) fn new(data: &[E], op: &'o O) -> Self {
+        SliceAccumulator {
+            data: data.to_vec(),
+            op,
+        }
+    }
+}
+
 impl<'o, T: Data, O: Reduction<T>> ValueAccumulator<'o, T, O> {
     pub(crate) fn new(value: T, op: &'o O) -> Self {
         ValueAccumulator {

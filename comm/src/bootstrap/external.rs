@@ -12,7 +12,7 @@ use super::env::EnvClient;
 use super::members::{self, Members};
 use super::pmi::{self, Connection, PmiClient, Stream};
 use super::pmix::PmixClient;
-use crate::config::{self, CONNECT_TIMEOUT_S};
+use crate::config::{self, CONNECT_TIMEOUT_S, PMI_VERSION};
 use crate::launch::ident;
 use crate::{Error, Result};
 
@@ -180,11 +180,23 @@ pub(crate) fn pmix() -> Result<External<PmixClient>> {
     External::new(client, id)
 }
 
-/// Joins a PMI-1 job over `PMI_FD` or `PMI_PORT`.
+/// Joins a PMI job over `PMI_FD` (PMI-1, or PMI-2 with `ATOLL_PMI_VERSION=2`) or
+/// `PMI_PORT` (PMI-1).
 pub(crate) fn pmi() -> Result<External<PmiClient>> {
     let timeout = timeout()?;
-    let hint = "is the launcher (mpiexec, srun --mpi=pmi2) still running? A PMI server that \
-                does not speak PMI-1 wire lines is not supported";
+    let v2 = match config::var(PMI_VERSION).as_deref() {
+        None | Some("1") => false,
+        Some("2") => true,
+        Some(other) => {
+            return Err(Error::Config {
+                var: PMI_VERSION,
+                value: other.to_owned(),
+                expected: "1 or 2",
+            })
+        }
+    };
+    let hint = "is the launcher (mpiexec, srun --mpi=pmi2) still running? With \
+                ATOLL_PMI_VERSION=2, does it speak PMI-2 (unset the variable to use PMI-1)?";
     let client = if let Some(fd) = config::var("PMI_FD") {
         let fd: i32 = fd.trim().parse().map_err(|_| Error::Config {
             var: "PMI_FD",
@@ -192,7 +204,6 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
             expected: "a file descriptor number",
         })?;
         let rank = pmi_number("PMI_RANK")?;
-        let size = pmi_number("PMI_SIZE")?;
         let stream = Stream::Unix(pmi::fd::take(fd)?);
         let conn = Connection::new(
             stream,
@@ -200,7 +211,19 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
             format!("the PMI server (PMI_FD={fd})"),
             hint,
         );
-        PmiClient::start(conn, rank, size)?
+        if v2 {
+            let id = config::var("PMI_ID").unwrap_or_else(|| rank.to_string());
+            let job = config::var("PMI_JOBID");
+            PmiClient::start_v2(conn, &id, job.as_deref())?
+        } else {
+            PmiClient::start(conn, rank, pmi_number("PMI_SIZE")?)?
+        }
+    } else if let (Some(port), true) = (config::var("PMI_PORT"), v2) {
+        return Err(Error::Config {
+            var: PMI_VERSION,
+            value: format!("2 (with PMI_PORT={port})"),
+            expected: "1 over PMI_PORT: PMI-2 is spoken over PMI_FD only",
+        });
     } else if let Some(port) = config::var("PMI_PORT") {
         let id = config::var("PMI_ID").ok_or_else(|| {
             Error::bootstrap("PMI_PORT is set but PMI_ID is not: the launcher gave no PMI id")
@@ -220,7 +243,7 @@ pub(crate) fn pmi() -> Result<External<PmiClient>> {
              with mpiexec or srun --mpi=pmi2",
         ));
     };
-    tracing::debug!(appnum = ?client.appnum(), "PMI-1 client started");
+    tracing::debug!(appnum = ?client.appnum(), version = ?client.version(), "PMI client started");
     let id = job_id("pmi", client.kvsname());
     External::new(client, id)
 }

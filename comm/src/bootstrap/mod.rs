@@ -10,8 +10,9 @@
 //!   Unix socket guarded by a per-job secret. When no launcher of any kind is around, the
 //!   process *becomes* that launcher.
 //! - `pmix`: PMIx, as Open MPI's `mpirun` and `srun --mpi=pmix` give it ([`pmix`]).
-//! - `pmi`: the PMI-1 wire protocol over `PMI_FD` or `PMI_PORT`, as MPICH's hydra
-//!   (`mpiexec`) and `srun --mpi=pmi2` give it ([`pmi`]).
+//! - `pmi`: the PMI-1 wire protocol over `PMI_FD` or `PMI_PORT` (or PMI-2 over `PMI_FD` with
+//!   `ATOLL_PMI_VERSION=2`), as MPICH's hydra (`mpiexec`) and `srun --mpi=pmi2` give it
+//!   ([`pmi`]).
 //! - `env`: rank, size and a coordinator's `host:port` from environment variables; place 0
 //!   runs the coordinator ([`env`]).
 //!
@@ -85,11 +86,13 @@ impl Bootstrap {
         }
     }
 
-    /// The bootstrap's name: `local`, `pmix`, `pmi` or `env`.
+    /// The bootstrap's name: `local`, `pmix`, `pmi` (PMI-1 wire), `pmi2` (PMI-2 wire) or
+    /// `env`.
     pub fn kind(&self) -> &'static str {
         match self {
             Bootstrap::Local(_) => "local",
             Bootstrap::Pmix(_) => "pmix",
+            Bootstrap::Pmi(b) if b.client.version() == pmi::Version::Two => "pmi2",
             Bootstrap::Pmi(_) => "pmi",
             Bootstrap::Env(_) => "env",
         }

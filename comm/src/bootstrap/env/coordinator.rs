@@ -1,7 +1,7 @@
 //! The `env` bootstrap's coordinator: a small PMI-1 key-value server over TCP that place 0
 //! runs on threads for the life of the job.
 //!
-//! A client's first line is `cmd=atoll_join secret=HEX rank=R size=N build=B`; a wrong
+//! A client's first line is `cmd=atoll_join secret=HEX rank=R size=N`; a wrong
 //! secret, a rank outside the job, a rank already joined or another size is refused
 //! (`cmd=atoll_welcome rc=1 msg=...`) and the connection closed. Then the client speaks PMI-1
 //! ([`crate::bootstrap::pmi::wire`]): `init`, `get_maxes`, `get_my_kvsname` (the job id),
@@ -10,7 +10,8 @@
 //! A barrier fails (`cmd=barrier_out rc=1 msg=...`) rather than hang when a place's
 //! connection ends before it entered, or when not every place joined within the timeout.
 //! One thread per connection; a connection that does not present the secret within the
-//! timeout is closed.
+//! timeout is closed. A place whose host vanishes without closing its connection (no TCP
+//! keepalive is set) holds the barriers it has not entered until place 0 is ended.
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -1,5 +1,11 @@
-//! A PMI-1 client in pure Rust, over the socket of `PMI_FD`, a TCP connection to `PMI_PORT`,
-//! or a TCP connection to the `env` bootstrap's coordinator (which serves the same protocol).
+//! A PMI client in pure Rust, over the socket of `PMI_FD`, a TCP connection to `PMI_PORT`,
+//! or a TCP connection to the `env` bootstrap's coordinator (which serves PMI-1).
+//!
+//! Two wire protocols ([`wire`]): PMI-1 "simple" lines, the default, which hydra, Slurm's
+//! `--mpi=pmi2` plugin and the coordinator all answer; and PMI-2 length-prefixed messages
+//! (`ATOLL_PMI_VERSION=2`, over `PMI_FD`), which hydra and Slurm answer too. Under PMI-2
+//! the fence is not a barrier at hydra (a get waits for its value instead), so a barrier
+//! there is an all-gather of nothing.
 //!
 //! The all-gather is a key-value exchange: each place puts its blob (split into values that
 //! respect the server's `vallen_max`, see [`super::chunks`]) under keys of the round and its
@@ -64,10 +70,13 @@ impl Write for Stream {
     }
 }
 
-/// A connection that speaks PMI-1 lines, with a timeout on every answer that is due at once.
+/// A connection that speaks PMI-1 lines or PMI-2 messages, with a timeout on every answer
+/// that is due at once.
 #[derive(Debug)]
 pub(crate) struct Connection {
     stream: Stream,
+    /// Whether PMI-2 messages are in use (after the PMI-1 `init` that asked for version 2).
+    v2: bool,
     lines: LineReader,
     timeout: Duration,
     /// Names the server in errors, e.g. "the PMI server (PMI_FD=6)".
@@ -85,6 +94,7 @@ impl Connection {
     ) -> Connection {
         Connection {
             stream,
+            v2: false,
             lines: LineReader::default(),
             timeout,
             server,
@@ -94,7 +104,11 @@ impl Connection {
 
     /// Sends `cmd` with `fields`.
     pub(crate) fn send(&mut self, cmd: &str, fields: &[(&str, &str)]) -> Result<()> {
-        let line = Line::format(cmd, fields);
+        let line = if self.v2 {
+            Line::format_v2(cmd, fields)
+        } else {
+            Line::format(cmd, fields)
+        };
         self.stream.write_all(line.as_bytes()).map_err(|e| {
             Error::io(
                 format!(
@@ -112,7 +126,13 @@ impl Connection {
         self.stream
             .set_read_timeout(timeout)
             .map_err(|e| Error::io(format!("setting a read timeout on {}", self.server), e))?;
-        match self.lines.read_line(&mut self.stream)? {
+        let read = if self.v2 {
+            self.lines.read_v2(&mut self.stream)?
+        } else {
+            self.lines.read_line(&mut self.stream)?
+        };
+        match read {
+            Read1::Line(text) if self.v2 => Line::parse_v2(&text),
             Read1::Line(text) => Line::parse(&text),
             Read1::Closed => Err(Error::bootstrap(format!(
                 "{} closed the connection instead of answering `cmd={cmd}` (did the launcher \
@@ -135,9 +155,23 @@ impl Connection {
     }
 }
 
-/// What a PMI-1 server told this process at start.
+/// The wire protocol a [`PmiClient`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// PMI-1 "simple": lines (hydra, `srun --mpi=pmi2`, the env coordinator).
+    One,
+    /// PMI-2: length-prefixed messages (hydra, `srun --mpi=pmi2`).
+    Two,
+}
+
+/// PMI-2's limits on keys and values (MPICH's `PMI2_MAX_KEYLEN` and `PMI2_MAX_VALLEN`).
+const PMI2_MAX_KEY: usize = 64;
+const PMI2_MAX_VALUE: usize = 1024;
+
+/// What a PMI server told this process at start.
 #[derive(Debug)]
 pub struct PmiClient {
+    version: Version,
     rank: usize,
     size: usize,
     kvsname: String,
@@ -215,6 +249,7 @@ impl PmiClient {
             )));
         }
         Ok(PmiClient {
+            version: Version::One,
             rank,
             size,
             kvsname,
@@ -227,6 +262,78 @@ impl PmiClient {
                 finalized: false,
             }),
         })
+    }
+
+    /// Runs the PMI-2 start on `conn`: a PMI-1 `init` asking for version 2, then PMI-2
+    /// `fullinit` (rank, size, appnum) and `job-getid`. `pmi_id` is this process's
+    /// `PMI_ID` or `PMI_RANK`; `job` its `PMI_JOBID`, which Slurm requires.
+    pub(crate) fn start_v2(
+        mut conn: Connection,
+        pmi_id: &str,
+        job: Option<&str>,
+    ) -> Result<PmiClient> {
+        if !wire::is_word(pmi_id) || !job.is_none_or(wire::is_word) {
+            return Err(Error::bootstrap(format!(
+                "PMI_RANK={pmi_id:?} or PMI_JOBID={job:?} is not a PMI word"
+            )));
+        }
+        let init = conn.call(
+            "init",
+            &[("pmi_version", "2"), ("pmi_subversion", "0")],
+            "response_to_init",
+        )?;
+        if init.get("pmi_version") != Some("2") {
+            return Err(Error::bootstrap(format!(
+                "the PMI server does not speak PMI-2 (it answered pmi_version={:?}); unset \
+                 ATOLL_PMI_VERSION to use PMI-1",
+                init.get("pmi_version")
+            )));
+        }
+        conn.v2 = true;
+        let mut fields = vec![("pmirank", pmi_id), ("threaded", "FALSE")];
+        if let Some(job) = job {
+            fields.insert(0, ("pmijobid", job));
+        }
+        let full = conn.call("fullinit", &fields, "fullinit-response")?;
+        let (rank, size) = (full.number("rank")?, full.number("size")?);
+        let appnum = match full.get("appnum") {
+            None | Some("-1") => None,
+            Some(_) => Some(full.number("appnum")?),
+        };
+        let kvsname = conn
+            .call("job-getid", &[], "job-getid-response")?
+            .require("jobid")?
+            .to_owned();
+        if !wire::is_word(&kvsname) {
+            return Err(Error::bootstrap(format!(
+                "the PMI server's job id {kvsname:?} cannot be sent back in a PMI message"
+            )));
+        }
+        if rank >= size {
+            return Err(Error::bootstrap(format!(
+                "the PMI server gave rank {rank} in a job of {size}"
+            )));
+        }
+        Ok(PmiClient {
+            version: Version::Two,
+            rank,
+            size,
+            kvsname,
+            appnum,
+            max_key: PMI2_MAX_KEY,
+            // A margin below the limit: servers count the terminating NUL differently.
+            max_value: PMI2_MAX_VALUE - 16,
+            inner: Mutex::new(Inner {
+                conn,
+                round: 0,
+                finalized: false,
+            }),
+        })
+    }
+
+    /// The wire protocol in use.
+    pub(crate) fn version(&self) -> Version {
+        self.version
     }
 
     pub(crate) fn rank(&self) -> usize {
@@ -270,27 +377,18 @@ impl PmiClient {
                     self.max_key
                 )));
             }
-            conn.call(
-                "put",
-                &[("kvsname", kvs), ("key", &key), ("value", value)],
-                "put_result",
-            )?;
+            put(conn, self.version, kvs, &key, value)?;
         }
-        barrier(conn)?;
+        barrier(conn, self.version)?;
         let mut blobs = Vec::with_capacity(self.size);
         for rank in 0..self.size {
             if rank == self.rank {
                 blobs.push(blob.to_vec());
                 continue;
             }
-            let mut get = |piece| -> Result<String> {
-                let line = conn.call(
-                    "get",
-                    &[("kvsname", kvs), ("key", &key(rank, piece))],
-                    "get_result",
-                )?;
-                Ok(line.require("value")?.to_owned())
-            };
+            let version = self.version;
+            let mut get =
+                |piece| -> Result<String> { get(conn, version, kvs, rank, &key(rank, piece)) };
             let first = get(0)?;
             let (count, head) = chunks::first(&first)?;
             let mut pieces = Vec::with_capacity(count);
@@ -303,9 +401,14 @@ impl PmiClient {
         Ok(blobs)
     }
 
-    /// Returns when every place has entered the barrier.
+    /// Returns when every place has entered the barrier. Under PMI-2 the fence is not a
+    /// barrier (hydra answers it at once; gets wait for the values instead), so the barrier
+    /// is an all-gather of nothing there.
     pub(crate) fn barrier(&self) -> Result<()> {
-        barrier(lock(&self.inner).conn()?)
+        match self.version {
+            Version::One => barrier(lock(&self.inner).conn()?, self.version),
+            Version::Two => self.allgather(&[]).map(drop),
+        }
     }
 
     /// Leaves the job (`cmd=finalize`), once; later collectives are errors. The launcher
@@ -315,14 +418,67 @@ impl PmiClient {
         if std::mem::replace(&mut inner.finalized, true) {
             return Ok(());
         }
-        inner.conn.call("finalize", &[], "finalize_ack").map(drop)
+        let reply = match self.version {
+            Version::One => "finalize_ack",
+            Version::Two => "finalize-response",
+        };
+        inner.conn.call("finalize", &[], reply).map(drop)
     }
 }
 
-fn barrier(conn: &mut Connection) -> Result<()> {
-    conn.send("barrier_in", &[])?;
-    conn.receive("barrier_in", true)?.expect("barrier_out")?;
+/// Enters the barrier (PMI-2: the fence) and waits, without a time limit, for its end: after
+/// it, every value put before it can be read (PMI-1: at once; PMI-2: a get may wait).
+fn barrier(conn: &mut Connection, version: Version) -> Result<()> {
+    let (cmd, reply) = match version {
+        Version::One => ("barrier_in", "barrier_out"),
+        Version::Two => ("kvs-fence", "kvs-fence-response"),
+    };
+    conn.send(cmd, &[])?;
+    conn.receive(cmd, true)?.expect(reply)?;
     Ok(())
+}
+
+fn put(conn: &mut Connection, version: Version, kvs: &str, key: &str, value: &str) -> Result<()> {
+    match version {
+        Version::One => conn.call(
+            "put",
+            &[("kvsname", kvs), ("key", key), ("value", value)],
+            "put_result",
+        ),
+        Version::Two => conn.call(
+            "kvs-put",
+            &[("key", key), ("value", value)],
+            "kvs-put-response",
+        ),
+    }
+    .map(drop)
+}
+
+/// The value of `key`, which place `rank` put.
+fn get(
+    conn: &mut Connection,
+    version: Version,
+    kvs: &str,
+    rank: usize,
+    key: &str,
+) -> Result<String> {
+    let line = match version {
+        Version::One => conn.call("get", &[("kvsname", kvs), ("key", key)], "get_result")?,
+        Version::Two => {
+            // Hydra holds a get until the value is put (its fence does not wait): a place
+            // slower than this one delays the answer, so it has no time limit.
+            let fields = [("jobid", kvs), ("srcid", &rank.to_string()), ("key", key)];
+            conn.send("kvs-get", &fields)?;
+            let line = conn.receive("kvs-get", true)?.expect("kvs-get-response")?;
+            if line.get("found") != Some("TRUE") {
+                return Err(Error::bootstrap(format!(
+                    "the PMI server has no value {key} of place {rank}"
+                )));
+            }
+            line
+        }
+    };
+    Ok(line.require("value")?.to_owned())
 }
 
 impl Drop for PmiClient {
@@ -501,6 +657,84 @@ mod tests {
             "",
         );
         assert!(PmiClient::start(conn, 0, 1).is_err());
+    }
+
+    /// A PMI-2 server as Slurm's: PMI-1 `init`, then PMI-2 messages; its fence is a barrier
+    /// of one place here, and place 1's values are already stored.
+    fn slurm_v2(timeout: Duration) -> Connection {
+        let (client, mut theirs) = UnixStream::pair().unwrap();
+        thread::spawn(move || {
+            let mut lines = LineReader::default();
+            let Ok(Read1::Line(_init)) = lines.read_line(&mut theirs) else {
+                return;
+            };
+            let reply = "cmd=response_to_init pmi_version=2 pmi_subversion=0 rc=0\n";
+            theirs.write_all(reply.as_bytes()).unwrap();
+            let mut kvs: HashMap<String, String> = HashMap::new();
+            for (i, value) in chunks::split(&[7; 2500], 1000).iter().enumerate() {
+                kvs.insert(format!("atoll-1-1-{i}"), value.clone());
+            }
+            while let Ok(Read1::Line(body)) = lines.read_v2(&mut theirs) {
+                let req = Line::parse_v2(&body).unwrap();
+                let reply = match req.cmd.as_str() {
+                    "fullinit" => Line::format_v2(
+                        "fullinit-response",
+                        &[("rc", "0"), ("rank", "0"), ("size", "2"), ("appnum", "0")],
+                    ),
+                    "job-getid" => {
+                        Line::format_v2("job-getid-response", &[("jobid", "7.0"), ("rc", "0")])
+                    }
+                    "kvs-put" => {
+                        kvs.insert(
+                            req.require("key").unwrap().into(),
+                            req.require("value").unwrap().into(),
+                        );
+                        Line::format_v2("kvs-put-response", &[("rc", "0")])
+                    }
+                    "kvs-fence" => Line::format_v2("kvs-fence-response", &[("rc", "0")]),
+                    "kvs-get" => match kvs.get(req.require("key").unwrap()) {
+                        Some(v) => Line::format_v2(
+                            "kvs-get-response",
+                            &[("found", "TRUE"), ("value", v), ("rc", "0")],
+                        ),
+                        None => {
+                            Line::format_v2("kvs-get-response", &[("found", "FALSE"), ("rc", "0")])
+                        }
+                    },
+                    "finalize" => Line::format_v2("finalize-response", &[("rc", "0")]),
+                    _ => return,
+                };
+                if theirs.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        Connection::new(
+            Stream::Unix(client),
+            timeout,
+            "the test server".into(),
+            "a hint",
+        )
+    }
+
+    #[test]
+    fn gathers_through_a_pmi2_server() {
+        let client =
+            PmiClient::start_v2(slurm_v2(Duration::from_secs(10)), "0", Some("7.0")).unwrap();
+        assert_eq!(
+            (client.rank(), client.size(), client.kvsname()),
+            (0, 2, "7.0")
+        );
+        assert_eq!((client.version(), client.appnum()), (Version::Two, Some(0)));
+        let all = client.allgather(&[3; 4000]).unwrap();
+        assert_eq!(all, vec![vec![3; 4000], vec![7; 2500]]);
+        // The next round's values of place 1 were never put: found=FALSE is an error.
+        assert!(client.allgather(b"x").is_err());
+        client.finalize().unwrap();
+        // A PMI-1 server refuses version 2 in its own words.
+        let err =
+            PmiClient::start_v2(server(slurm, Duration::from_secs(10)), "0", None).unwrap_err();
+        assert!(err.to_string().contains("does not speak PMI-2"), "{err}");
     }
 
     #[test]

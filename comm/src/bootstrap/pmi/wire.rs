@@ -1,4 +1,8 @@
-//! The PMI-1 "simple" wire protocol: one line per message, `cmd=NAME key=value ...\n`.
+//! The PMI wire protocols. PMI-1 "simple": one line per message, `cmd=NAME key=value ...\n`.
+//! PMI-2: a 6-byte decimal length, then `cmd=NAME;key=value;...;` (`;;` is a `;` in a value);
+//! a PMI-2 client starts with the PMI-1 line `cmd=init pmi_version=2 pmi_subversion=0`,
+//! then speaks PMI-2 (`fullinit`, `job-getid`, `kvs-put`, `kvs-fence`, `kvs-get`,
+//! `finalize`).
 //!
 //! MPICH's hydra (`mpiexec`), Slurm's `srun --mpi=pmi2` (whose server also answers PMI-1
 //! lines) and Atoll's own `env` coordinator speak it. A line is split on spaces; each word
@@ -24,6 +28,8 @@ use crate::{Error, Result};
 
 /// The longest line accepted from a peer (MPICH's own limit is 1024 bytes).
 pub(crate) const MAX_LINE: usize = 64 << 10;
+/// The length prefix of a PMI-2 message: a decimal number, padded with spaces to 6 bytes.
+const V2_PREFIX: usize = 6;
 
 /// One parsed line: its command and its other fields, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +41,39 @@ pub(crate) struct Line {
 impl Line {
     /// Parses one line (without its `\n`).
     pub(crate) fn parse(text: &str) -> Result<Line> {
+        Line::from_words(text, text.split(' ').filter(|w| !w.is_empty()))
+    }
+
+    /// Parses the body of a PMI-2 message: `cmd=NAME;key=value;...;`, where `;;` stands for
+    /// a `;` inside a value.
+    pub(crate) fn parse_v2(text: &str) -> Result<Line> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                ';' if chars.peek() == Some(&';') => {
+                    chars.next();
+                    word.push(';');
+                }
+                ';' => words.push(std::mem::take(&mut word)),
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        Line::from_words(text, words.iter().map(String::as_str))
+    }
+
+    /// A line from its words: `cmd=NAME` first, then `key=value` words.
+    fn from_words<'a>(text: &str, mut words: impl Iterator<Item = &'a str>) -> Result<Line> {
         let malformed = |why: &str| {
             Error::bootstrap(format!(
-                "malformed PMI line {:?}: {why}",
+                "malformed PMI message {:?}: {why}",
                 text.chars().take(200).collect::<String>()
             ))
         };
-        let mut words = text.split(' ').filter(|w| !w.is_empty());
         let first = words.next().ok_or_else(|| malformed("it is empty"))?;
         let cmd = first
             .strip_prefix("cmd=")
@@ -61,6 +93,19 @@ impl Line {
             cmd: cmd.to_owned(),
             fields,
         })
+    }
+
+    /// Formats a PMI-2 request: the 6-byte length prefix, then `cmd=NAME;key=value;...;`.
+    pub(crate) fn format_v2(cmd: &str, fields: &[(&str, &str)]) -> String {
+        let mut body = format!("cmd={cmd};");
+        for (key, value) in fields {
+            debug_assert!(is_word(key) && is_word(value), "{key}={value}");
+            body.push_str(key);
+            body.push('=');
+            body.push_str(value);
+            body.push(';');
+        }
+        format!("{:>6}{body}", body.len())
     }
 
     /// Formats a request. Keys and values are Atoll's own (checked by the callers to hold no
@@ -161,40 +206,81 @@ impl LineReader {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                return String::from_utf8(line).map(Read1::Line).map_err(|_| {
-                    Error::bootstrap("the PMI peer sent a line that is not UTF-8".to_owned())
-                });
+                return text(line).map(Read1::Line);
             }
-            if self.buf.len() > MAX_LINE {
-                return Err(Error::bootstrap(format!(
-                    "the PMI peer sent a line longer than {MAX_LINE} bytes"
-                )));
+            if let Some(end) = self.fill(stream)? {
+                return Ok(end);
             }
-            let mut chunk = [0; 4096];
-            match stream.read(&mut chunk) {
-                Ok(0) if self.buf.is_empty() => return Ok(Read1::Closed),
-                Ok(0) => {
-                    return Err(Error::bootstrap(
-                        "the PMI peer closed the connection in the middle of a line",
-                    ))
+        }
+    }
+
+    /// Reads one PMI-2 message (a 6-character decimal length, then that many bytes), until
+    /// it has arrived, the stream ends, or its read timeout passes. Returns its body.
+    pub(crate) fn read_v2(&mut self, stream: &mut impl Read) -> Result<Read1> {
+        loop {
+            if self.buf.len() >= V2_PREFIX {
+                let prefix = std::str::from_utf8(&self.buf[..V2_PREFIX]).ok();
+                let len: usize = prefix
+                    .and_then(|p| p.trim().parse().ok())
+                    .filter(|&len| len <= MAX_LINE)
+                    .ok_or_else(|| {
+                        Error::bootstrap(format!(
+                            "the PMI peer sent a PMI-2 length prefix {:?}, not a length up to \
+                             {MAX_LINE}",
+                            String::from_utf8_lossy(&self.buf[..V2_PREFIX])
+                        ))
+                    })?;
+                if self.buf.len() >= V2_PREFIX + len {
+                    let message: Vec<u8> =
+                        self.buf.drain(..V2_PREFIX + len).skip(V2_PREFIX).collect();
+                    return text(message).map(Read1::Line);
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            }
+            if let Some(end) = self.fill(stream)? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// Reads once more from the stream: `None` when bytes arrived, or how the read ended.
+    fn fill(&mut self, stream: &mut impl Read) -> Result<Option<Read1>> {
+        if self.buf.len() > MAX_LINE + V2_PREFIX {
+            return Err(Error::bootstrap(format!(
+                "the PMI peer sent a line longer than {MAX_LINE} bytes"
+            )));
+        }
+        let mut chunk = [0; 4096];
+        loop {
+            return match stream.read(&mut chunk) {
+                Ok(0) if self.buf.is_empty() => Ok(Some(Read1::Closed)),
+                Ok(0) => Err(Error::bootstrap(
+                    "the PMI peer closed the connection in the middle of a message",
+                )),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(Read1::TimedOut)
+                    Ok(Some(Read1::TimedOut))
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset && self.buf.is_empty() => {
-                    return Ok(Read1::Closed)
+                    Ok(Some(Read1::Closed))
                 }
-                Err(e) => return Err(Error::io("reading from the PMI connection", e)),
-            }
+                Err(e) => Err(Error::io("reading from the PMI connection", e)),
+            };
         }
     }
+}
+
+fn text(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes)
+        .map_err(|_| Error::bootstrap("the PMI peer sent a message that is not UTF-8"))
 }
 
 #[cfg(test)]
@@ -257,6 +343,39 @@ mod tests {
         assert_eq!(parsed.cmd, "get_maxes");
         assert!(is_word("a-b_C9"));
         assert!(!is_word("a b") && !is_word("a=b") && !is_word("") && !is_word("a;b"));
+    }
+
+    #[test]
+    fn pmi2_messages_round_trip_and_malformed_ones_are_errors() {
+        let wire = Line::format_v2("kvs-get", &[("jobid", "3.0"), ("srcid", "1"), ("key", "k")]);
+        assert_eq!(wire, "    36cmd=kvs-get;jobid=3.0;srcid=1;key=k;");
+        let mut input = wire.as_bytes();
+        let mut reader = LineReader::default();
+        let Read1::Line(body) = reader.read_v2(&mut input).unwrap() else {
+            panic!("no message")
+        };
+        let line = Line::parse_v2(&body).unwrap();
+        assert_eq!(
+            (line.cmd.as_str(), line.get("srcid")),
+            ("kvs-get", Some("1"))
+        );
+        let l = Line::parse_v2("cmd=kvs-get-response;rc=0;found=TRUE;value=a;;b c;").unwrap();
+        assert_eq!(l.get("value"), Some("a;b c"));
+        for bad in ["", ";", "key=v;", "cmd=;", "cmd=x;novalue;", "cmd=x;=v;"] {
+            assert!(Line::parse_v2(bad).is_err(), "{bad:?} parsed");
+        }
+        for bad in [
+            &b"abcdefcmd=x;"[..],
+            b"   -1cmd",
+            b"999999cmd=x;",
+            b"     9cmd=x",
+        ] {
+            let mut input = bad;
+            assert!(
+                LineReader::default().read_v2(&mut input).is_err(),
+                "{bad:?} read"
+            );
+        }
     }
 
     #[test]
