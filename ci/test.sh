@@ -105,8 +105,9 @@ timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1
 
 section "launchers: mpirun, mpiexec, srun (one node, and two in network namespaces), env bootstrap"
 # Real launchers and daemons (munge, slurmctld, slurmd) over the binaries built above; parts
-# that need root or network namespaces say why they are skipped.
-timeout -s KILL 1200 bash ci/launch/tests.sh "${FEATURES[@]}" 2>&1 | tee -a "$results"
+# that need root or network namespaces say why they are skipped. Past the limit, SIGTERM lets
+# the script stop its daemons and remove its namespaces (each launch in it is bounded to 95 s).
+timeout -k 120 1200 bash ci/launch/tests.sh "${FEATURES[@]}" 2>&1 | tee -a "$results"
 
 section "benchmark: collectives at 2 and 4 places beside Open MPI (full run)"
 timeout -s KILL 900 cargo bench -p atoll-benches --bench collectives "${FEATURES[@]}" 2>&1 | tee -a "$results"

@@ -20,6 +20,9 @@ atoll_cleanup_run() {
     return "$rc"
 }
 trap atoll_cleanup_run EXIT
+# A signal ends the script through its EXIT trap (bash runs it after the running command ends;
+# every command here is bounded).
+trap 'exit 143' TERM INT HUP
 
 # wait_for LIMIT_S CMD...: true as soon as CMD succeeds, false after LIMIT_S seconds.
 wait_for() {
