@@ -16,12 +16,13 @@ section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer, and with MPICH the launchers of comm's launchers test; libpmix-dev:
-    # the PMIx headers its layout test compiles against; UCX and libclang: the ucx provider and
-    # its bindgen bindings, ucx-utils: ucx_perftest beside the comm benchmark). Skipped when
-    # they are all present.
+    # the benchmarks' peer and mpirun; mpich: mpiexec; libpmix-dev: the PMIx headers comm's
+    # layout test compiles against; UCX and libclang: the ucx provider and its bindgen bindings,
+    # ucx-utils: ucx_perftest beside the comm benchmark; slurm-wlm, munge: srun for
+    # ci/launch/tests.sh; iproute2, netcat-openbsd: its two hosts in network namespaces and its
+    # silent coordinator). Skipped when they are all present.
     local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
-        mpich libpmix-dev libucx-dev ucx-utils libclang-dev)
+        mpich libpmix-dev libucx-dev ucx-utils libclang-dev slurm-wlm munge iproute2 netcat-openbsd)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -101,6 +102,12 @@ run_ucx tcp,self
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, collectives at 1-8 places, benches as smoke runs)"
 timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}" 2>&1 | tee -a "$results"
 timeout -s KILL 600 cargo test --workspace --release --doc "${FEATURES[@]}" 2>&1 | tee -a "$results"
+
+section "launchers: mpirun, mpiexec, srun (one node, and two in network namespaces), env bootstrap"
+# Real launchers and daemons (munge, slurmctld, slurmd) over the binaries built above; parts
+# that need root or network namespaces say why they are skipped. Past the limit, SIGTERM lets
+# the script stop its daemons and remove its namespaces (each launch in it is bounded to 95 s).
+timeout -k 120 1200 bash ci/launch/tests.sh "${FEATURES[@]}" 2>&1 | tee -a "$results"
 
 section "benchmark: collectives at 2 and 4 places beside Open MPI (full run)"
 timeout -s KILL 900 cargo bench -p atoll-benches --bench collectives "${FEATURES[@]}" 2>&1 | tee -a "$results"

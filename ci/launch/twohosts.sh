@@ -1,0 +1,73 @@
+# shellcheck shell=bash disable=SC2034 # (variables shared between the sourced files)
+# Cases across two hosts (network namespaces h1 and h2, see netns.sh): the env bootstrap with
+# two places per host, and `srun -N 2 -n 4` on a two-node Slurm cluster (sourced).
+#
+# The shm provider cannot span hosts: a job placed on both is refused with an error naming
+# the network providers, which also proves that the bootstrap's all-gather crossed the hosts.
+# The network providers run the programs when the build has their cargo feature (CARGO_ARGS
+# names `ucx` or `ofi`), over TCP on the veth pair.
+
+# has_feature NAME: whether the build's cargo arguments name feature NAME.
+has_feature() { [[ " ${CARGO_ARGS[*]} " =~ [\ /,=]$1([\ ,]|$) ]]; }
+
+# The variables that put each network provider on the veth pair over TCP.
+UCX_ENV=(ATOLL_PROVIDER=ucx "UCX_TLS=tcp,self" UCX_NET_DEVICES="$H1_DEV")
+OFI_ENV=(ATOLL_PROVIDER=ofi "FI_PROVIDER=tcp;ofi_rxm" FI_TCP_IFACE="$H1_DEV")
+
+# The error of the shm provider for a job on both hosts.
+SHM_ACROSS_HOSTS='on 2 hosts \((h1, h2|h2, h1)\).*ATOLL_PROVIDER=(ucx|ofi)'
+
+two_host_env_cases() {
+    local port=$((20000 + ($$ + 13) % 20000))
+    ENV_RUNNERS=(on_h1 on_h1 on_h2 on_h2)
+    case_begin env_two_hosts::shm_is_refused
+    env_job "$ERR_LIMIT" "$H1_ADDR:$port" "$HELLO"
+    expect_failure_naming "$SHM_ACROSS_HOSTS"
+    case_end
+    if has_feature ucx; then
+        ENV_EXTRA=("${UCX_ENV[@]}")
+        check_env_job env_two_hosts_ucx "$H1_ADDR:$port" on_h1 on_h1 on_h2 on_h2
+    else
+        case_skip env_two_hosts_ucx "the build has no ucx feature"
+    fi
+    if has_feature ofi; then
+        ENV_EXTRA=("${OFI_ENV[@]}")
+        check_env_job env_two_hosts_ofi "$H1_ADDR:$port" on_h1 on_h1 on_h2 on_h2
+    else
+        case_skip env_two_hosts_ofi "the build has no ofi feature"
+    fi
+    ENV_EXTRA=()
+}
+
+two_node_slurm_cases() {
+    case_begin srun_two_nodes::hostname
+    case_run "$OK_LIMIT" on_h1 srun -N 2 -n 4 hostname
+    expect_status ok
+    expect_line '^h1$' 2
+    expect_line '^h2$' 2
+    case_end
+    local mpi
+    for mpi in pmix pmi2; do
+        case_begin "srun_two_nodes_$mpi::shm_is_refused"
+        case_run "$ERR_LIMIT" on_h1 srun --mpi="$mpi" -N 2 -n 4 "$HELLO"
+        expect_failure_naming "$SHM_ACROSS_HOSTS"
+        case_end
+    done
+    # Each network provider under both of Slurm's PMIs.
+    local provider
+    for provider in ucx ofi; do
+        if ! has_feature "$provider"; then
+            case_skip "srun_two_nodes_$provider" "the build has no $provider feature"
+            continue
+        fi
+        if [ "$provider" = ucx ]; then
+            ENV_EXTRA=("${UCX_ENV[@]}")
+        else
+            ENV_EXTRA=("${OFI_ENV[@]}")
+        fi
+        for mpi in pmix pmi2; do
+            check_programs "srun_two_nodes_${mpi}_$provider" on_h1 srun --mpi="$mpi" -N 2 -n 4
+        done
+    done
+    ENV_EXTRA=()
+}
