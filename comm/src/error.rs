@@ -198,6 +198,20 @@ pub enum Error {
         places: usize,
     },
 
+    /// A libfabric call or completion failed (the `ofi` provider).
+    #[error(
+        "libfabric: {what} failed: {text} (error {code}; FI_PROVIDER picks libfabric's provider, \
+         `fi_info -t FI_EP_RDM` lists those available, FI_LOG_LEVEL=warn shows libfabric's own log)"
+    )]
+    Ofi {
+        /// The call or operation.
+        what: String,
+        /// libfabric's error number (`FI_E*`), positive; 0 when Atoll itself refused.
+        code: i32,
+        /// `fi_strerror`'s text, with the provider's detail where it gave one.
+        text: String,
+    },
+
     /// A place of the job has died; nothing it was asked to do will complete.
     #[error("{0} failed (its process died)")]
     PlaceFailed(Place),

@@ -60,9 +60,12 @@
 //! lets every provider be tested by one conformance suite.
 //!
 //! # Cargo features
-//! None yet: the shared-memory provider needs only Rust and a C compiler. The UCX and libfabric
-//! providers will come as the features `ucx` and `ofi`; asking for them today
-//! (`ATOLL_PROVIDER=ucx`) is [`Error::ProviderNotCompiled`].
+//! The shared-memory provider needs only Rust and a C compiler.
+//! - `ofi`: the libfabric provider (`ATOLL_PROVIDER=ofi`; libfabric's own `FI_PROVIDER` picks
+//!   the fabric: `shm`, `tcp;ofi_rxm`, ...). Needs libfabric 1.17 or newer with its headers
+//!   (Debian: `libfabric-dev`) and libclang (`libclang-dev`) to build.
+//!
+//! Asking at run time for a provider the build lacks is [`Error::ProviderNotCompiled`].
 //!
 //! # Thread safety
 //! [`Comm`] is `Send + Sync` and cheap to clone; handlers run on whichever thread calls
@@ -88,6 +91,8 @@ mod place;
 mod provider;
 mod rma;
 pub(crate) mod shm;
+#[cfg(feature = "ofi")]
+mod ofi;
 
 pub use comm::{Comm, CommBuilder, RawRecord, SendBatch};
 pub use error::{Error, Result};

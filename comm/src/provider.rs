@@ -15,12 +15,16 @@ use crate::{Error, Place, Result};
 #[derive(Debug)]
 pub(crate) enum Provider {
     Shm(ShmProvider),
+    #[cfg(feature = "ofi")]
+    Ofi(crate::ofi::OfiProvider),
 }
 
 /// The locked sending side of one destination, held across a batch of sends.
 #[derive(Debug)]
 pub(crate) enum ProducerGuard<'a> {
     Shm(MutexGuard<'a, ProducerState>),
+    #[cfg(feature = "ofi")]
+    Ofi(MutexGuard<'a, crate::ofi::Producer>),
 }
 
 impl Provider {
@@ -31,6 +35,11 @@ impl Provider {
                 provider: "ucx",
                 feature: "ucx",
             }),
+            #[cfg(feature = "ofi")]
+            ProviderKind::Ofi => Ok(Provider::Ofi(crate::ofi::OfiProvider::new(
+                bootstrap, config,
+            )?)),
+            #[cfg(not(feature = "ofi"))]
             ProviderKind::Ofi => Err(Error::ProviderNotCompiled {
                 provider: "ofi",
                 feature: "ofi",
@@ -41,6 +50,8 @@ impl Provider {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Provider::Shm(_) => "shm",
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(_) => "ofi",
         }
     }
 
@@ -54,12 +65,16 @@ impl Provider {
     ) -> Result<Sent> {
         match self {
             Provider::Shm(shm) => shm.send(to, handler, prefix, value, queue_if_full),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.send(to, handler, prefix, value, queue_if_full),
         }
     }
 
     pub(crate) fn lock_producer(&self, to: usize) -> ProducerGuard<'_> {
         match self {
             Provider::Shm(shm) => ProducerGuard::Shm(shm.lock_producer(to)),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ProducerGuard::Ofi(ofi.lock_producer(to)),
         }
     }
 
@@ -75,12 +90,20 @@ impl Provider {
             (Provider::Shm(shm), ProducerGuard::Shm(producer)) => {
                 shm.send_locked(producer, handler, prefix, value, queue_if_full)
             }
+            #[cfg(feature = "ofi")]
+            (Provider::Ofi(ofi), ProducerGuard::Ofi(producer)) => {
+                ofi.send_locked(producer, handler, prefix, value, queue_if_full)
+            }
+            #[cfg(feature = "ofi")]
+            _ => unreachable!("a producer guard always comes from its own provider"),
         }
     }
 
     pub(crate) fn ring_doorbell(&self, to: usize) {
         match self {
             Provider::Shm(shm) => shm.ring_doorbell(to),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.ring_doorbell(to),
         }
     }
 
@@ -94,6 +117,8 @@ impl Provider {
     ) -> Result<Sent> {
         match self {
             Provider::Shm(shm) => shm.inject(to, kind, src, handler, payload),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.inject(to, kind, src, handler, payload),
         }
     }
 
@@ -103,42 +128,56 @@ impl Provider {
     ) -> Result<usize> {
         match self {
             Provider::Shm(shm) => shm.progress(deliver),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.progress(deliver),
         }
     }
 
     pub(crate) fn is_drained_to(&self, to: usize) -> bool {
         match self {
             Provider::Shm(shm) => shm.is_drained_to(to),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.is_drained_to(to),
         }
     }
 
     pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
         match self {
             Provider::Shm(shm) => shm.park(timeout, ready),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.park(timeout, ready),
         }
     }
 
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
         match self {
             Provider::Shm(shm) => shm.alloc_region(len),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.alloc_region(len),
         }
     }
 
     pub(crate) fn put(&self, key: &RemoteKey, offset: usize, data: &[u8]) -> Result<()> {
         match self {
             Provider::Shm(shm) => shm.put(key, offset, data),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.put(key, offset, data),
         }
     }
 
     pub(crate) fn get(&self, key: &RemoteKey, offset: usize, dst: &mut [u8]) -> Result<()> {
         match self {
             Provider::Shm(shm) => shm.get(key, offset, dst),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.get(key, offset, dst),
         }
     }
 
     pub(crate) fn fetch_add(&self, key: &RemoteKey, offset: usize, value: u64) -> Result<u64> {
         match self {
             Provider::Shm(shm) => shm.fetch_add(key, offset, value),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.fetch_add(key, offset, value),
         }
     }
 
@@ -151,6 +190,8 @@ impl Provider {
     ) -> Result<u64> {
         match self {
             Provider::Shm(shm) => shm.compare_swap(key, offset, expected, new),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.compare_swap(key, offset, expected, new),
         }
     }
 }

@@ -85,10 +85,39 @@ impl Bootstrap {
         }
     }
 
+    /// A shareable [`Bootstrap::is_failed`], for a provider that waits on a peer inside an
+    /// operation (an RMA completion) and must not wait forever on a dead one.
+    pub(crate) fn failure_probe(&self) -> FailureProbe {
+        match self {
+            Bootstrap::Local(b) => b.failure_probe(),
+        }
+    }
+
     /// Places the launcher has reported dead so far (cheap; no blocking).
     pub fn failed_places(&self) -> Vec<Place> {
         match self {
             Bootstrap::Local(b) => b.failed_places(),
         }
+    }
+}
+
+/// Whether a place is known to have died: a cheap test a provider can keep.
+#[derive(Clone)]
+pub(crate) struct FailureProbe(std::sync::Arc<dyn Fn(Place) -> bool + Send + Sync>);
+
+impl FailureProbe {
+    pub(crate) fn new(test: impl Fn(Place) -> bool + Send + Sync + 'static) -> FailureProbe {
+        FailureProbe(std::sync::Arc::new(test))
+    }
+
+    /// Whether `place` is known to have died.
+    pub(crate) fn is_failed(&self, place: Place) -> bool {
+        (self.0)(place)
+    }
+}
+
+impl std::fmt::Debug for FailureProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureProbe")
     }
 }
