@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// Bytes a queued (backlogged) message keeps inline before it spills to registered memory.
 const BACKLOG_INLINE: usize = 512;
+/// Records that may wait behind a full transmit queue before a send answers `Full`.
+const BACKLOG_SHORT: usize = 64;
 
 /// The sending side of one destination, behind its lock: what waits to be posted, in order.
 #[derive(Debug)]
@@ -70,7 +72,10 @@ impl OfiProvider {
         if !producer.backlog.is_empty() {
             self.flush_backlog(producer)?;
         }
-        if producer.backlog.is_empty() {
+        // Behind a short backlog (a transmit queue that was briefly full) a send queues
+        // rather than answering `Full`, which would make the caller run handlers.
+        let may_queue = queue_if_full || producer.backlog.len() < BACKLOG_SHORT;
+        if producer.backlog.is_empty() || may_queue {
             if let Some(slot) = self.take_slot() {
                 let buffer = self.send_buffer(slot);
                 // SAFETY: the send buffer is free (taken from the free list) and ours until it
@@ -103,7 +108,7 @@ impl OfiProvider {
                 return Ok(Sent::Done);
             }
         }
-        if !queue_if_full {
+        if !may_queue {
             return Ok(Sent::Full);
         }
         let capacity = HEADER + self.eager_max.min(BACKLOG_INLINE);
@@ -178,8 +183,10 @@ impl OfiProvider {
         fabric::check(rc, "fi_send").map(|()| false)
     }
 
+    /// Posts a written send buffer, or queues it behind the records already waiting (or when
+    /// the transmit queue is full).
     fn post_or_queue(&self, producer: &mut Producer, slot: u32, len: usize) -> Result<()> {
-        if !self.try_post(producer.to, slot, len)? {
+        if !producer.backlog.is_empty() || !self.try_post(producer.to, slot, len)? {
             producer.backlog.push_back(Pending::Slot { slot, len });
             self.backlog_pending.fetch_add(1, Ordering::Relaxed);
         }
@@ -263,7 +270,7 @@ impl OfiProvider {
     pub(super) fn send_control(&self, to: usize, kind: u8, payload: &[u8]) -> Result<()> {
         let mut producer = self.lock_producer(to);
         self.flush_backlog(&mut producer)?;
-        if producer.backlog.is_empty() {
+        {
             if let Some(slot) = self.take_slot() {
                 let buffer = self.send_buffer(slot);
                 // SAFETY: the free buffer is ours; the payload is a few bytes (< eager_max).
@@ -303,7 +310,7 @@ impl OfiProvider {
         }
         let mut producer = self.lock_producer(to);
         self.flush_backlog(&mut producer)?;
-        if !producer.backlog.is_empty() {
+        if producer.backlog.len() >= BACKLOG_SHORT {
             return Ok(Sent::Full);
         }
         let Some(slot) = self.take_slot() else {
