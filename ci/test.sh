@@ -10,14 +10,16 @@ cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Every cargo command below uses the same profile and features, so the workspace is built once.
-FEATURES=(--features atoll/hwloc)
+FEATURES=(--features atoll/hwloc,atoll/ofi)
 
 section() { printf '\n=== %s\n' "$*"; }
 
 install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
-    # the benchmarks' peer). Skipped when they are all present.
-    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev)
+    # the benchmarks' peer; libfabric-dev and libclang-dev: the ofi provider's bindings, built
+    # by bindgen; libfabric-bin: fi_info and fi_pingpong). Skipped when they are all present.
+    local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
+        libfabric-dev libfabric-bin libclang-dev)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -76,6 +78,16 @@ ATOLL_PLACES=4 run_example uts '^\[place 0\] UTS geometric tree (b0 4, m 4, dept
 run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 2 places over .* channels in .*(checked)' 30
 ATOLL_PLACES=4 run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 4 places over .* channels in .*(checked)' 30
 ATOLL_PLACES=4 run_example pipeline '^\[place 0\] pipeline of 4 places streamed 1000000 values .*: 500000 arrived, sum 83333333333000000, in .*(checked)' 1000000
+
+section "libfabric provider (ATOLL_PROVIDER=ofi): examples and comm conformance over FI_PROVIDER=shm and tcp;ofi_rxm"
+for fi_provider in shm 'tcp;ofi_rxm'; do
+    ATOLL_PROVIDER=ofi FI_PROVIDER="$fi_provider" FI_TCP_IFACE=lo \
+        run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
+    ATOLL_PROVIDER=ofi FI_PROVIDER="$fi_provider" FI_TCP_IFACE=lo ATOLL_PLACES=4 \
+        run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 4 places in .*(checked)' 1000000
+    ATOLL_PROVIDER=ofi FI_PROVIDER="$fi_provider" FI_TCP_IFACE=lo \
+        timeout -s KILL 1800 cargo test --release -p atoll-comm --features ofi --test conformance
+done
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, collectives at 1-8 places, benches as smoke runs)"
 results="$(mktemp)"

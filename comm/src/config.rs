@@ -9,11 +9,12 @@
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
 //! | `ATOLL_CONNECT_TIMEOUT_S` | `30` | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
-//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider (regions and large messages); pages are only used when touched |
+//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and in the ofi provider (regions, large messages, message buffers); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
 //! | `ATOLL_EAGER_MAX` | `8192` | largest payload sent inline; larger payloads go by rendezvous (the receiver pulls them with a one-sided get) |
+//! | `FI_PROVIDER` | unset (libfabric's first match) | read by libfabric itself, for `ATOLL_PROVIDER=ofi`: which libfabric provider carries the job (`shm`, `tcp;ofi_rxm`, `verbs;ofi_rxm`, ...; `fi_info -t FI_EP_RDM` lists them). Every place must use the same. libfabric's own variables (`FI_TCP_IFACE`, `FI_LOG_LEVEL`, ...) apply as well |
 //!
 //! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
 //! `ATOLL_LAUNCHER_SOCKET`, `ATOLL_JOB_SECRET`.
@@ -46,6 +47,8 @@ pub const WORKERS: &str = "ATOLL_WORKERS";
 pub const PIN: &str = "ATOLL_PIN";
 /// Eager threshold in bytes (`ATOLL_EAGER_MAX`).
 pub const EAGER_MAX: &str = "ATOLL_EAGER_MAX";
+/// libfabric's own choice of provider (`FI_PROVIDER`), read by libfabric, not by Atoll.
+pub const FI_PROVIDER: &str = "FI_PROVIDER";
 
 /// This place's rank, set by the local launcher.
 pub const RANK: &str = "ATOLL_RANK";

@@ -27,8 +27,8 @@ pub enum Error {
 
     /// `ATOLL_PROVIDER` asks for a provider this build does not contain.
     #[error(
-        "provider {provider:?} is not in this build of Atoll (it comes with the cargo feature \
-         `{feature}`, which this version does not have yet); use ATOLL_PROVIDER=shm"
+        "provider {provider:?} is not in this build of Atoll: it comes with the cargo feature \
+         `{feature}` (rebuild with it, where this version has it), or use ATOLL_PROVIDER=shm"
     )]
     ProviderNotCompiled {
         /// The provider asked for.

@@ -86,13 +86,13 @@ mod error;
 mod handler;
 mod heap;
 pub(crate) mod launch;
+#[cfg(feature = "ofi")]
+mod ofi;
 mod payload;
 mod place;
 mod provider;
 mod rma;
 pub(crate) mod shm;
-#[cfg(feature = "ofi")]
-mod ofi;
 
 pub use comm::{Comm, CommBuilder, RawRecord, SendBatch};
 pub use error::{Error, Result};

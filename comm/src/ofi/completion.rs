@@ -151,7 +151,9 @@ impl OfiProvider {
         let mut src = [0u8; 4];
         // SAFETY: the receive completed with at least HEADER bytes in this buffer, which
         // belongs to the completion's processing now.
-        unsafe { std::ptr::copy_nonoverlapping(self.recv_buffer(buffer).add(4), src.as_mut_ptr(), 4) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.recv_buffer(buffer).add(4), src.as_mut_ptr(), 4)
+        };
         u32::from_le_bytes(src) as usize
     }
 

@@ -152,8 +152,12 @@ impl Endpoint {
                 "fi_fabric",
             )?;
             check(
-                sys::atoll_fi_domain(endpoint.fabric, info.0, &mut endpoint.domain, ptr::null_mut())
-                    as isize,
+                sys::atoll_fi_domain(
+                    endpoint.fabric,
+                    info.0,
+                    &mut endpoint.domain,
+                    ptr::null_mut(),
+                ) as isize,
                 "fi_domain",
             )?;
             let mut cq_attr = sys::fi_cq_attr {
@@ -163,8 +167,12 @@ impl Endpoint {
                 ..Default::default()
             };
             check(
-                sys::atoll_fi_cq_open(endpoint.domain, &mut cq_attr, &mut endpoint.cq, ptr::null_mut())
-                    as isize,
+                sys::atoll_fi_cq_open(
+                    endpoint.domain,
+                    &mut cq_attr,
+                    &mut endpoint.cq,
+                    ptr::null_mut(),
+                ) as isize,
                 "fi_cq_open",
             )?;
             let mut av_attr = sys::fi_av_attr {
@@ -172,8 +180,12 @@ impl Endpoint {
                 ..Default::default()
             };
             check(
-                sys::atoll_fi_av_open(endpoint.domain, &mut av_attr, &mut endpoint.av, ptr::null_mut())
-                    as isize,
+                sys::atoll_fi_av_open(
+                    endpoint.domain,
+                    &mut av_attr,
+                    &mut endpoint.av,
+                    ptr::null_mut(),
+                ) as isize,
                 "fi_av_open",
             )?;
             check(
@@ -223,7 +235,11 @@ impl Endpoint {
             sys::fi_getinfo(API_VERSION, ptr::null(), ptr::null(), 0, hints.0, &mut info)
         };
         let list = InfoList(info);
-        check(rc as isize, "fi_getinfo (no libfabric provider offers reliable datagram endpoints with messages, RMA, atomics and send-after-send order; FI_PROVIDER selects one, `fi_info -t FI_EP_RDM` lists them)")?;
+        check(
+            rc as isize,
+            "fi_getinfo (looking for reliable datagram endpoints with messages, RMA, atomics and \
+             send-after-send order)",
+        )?;
         if list.0.is_null() {
             return Err(error(sys::FI_ENODATA as i32, "fi_getinfo"));
         }
@@ -243,8 +259,12 @@ impl Endpoint {
     /// `base..base + len` must stay mapped until this endpoint is dropped.
     pub(super) unsafe fn register(&mut self, base: *mut u8, len: usize) -> Result<u64> {
         let access = u64::from(
-            sys::FI_READ | sys::FI_WRITE | sys::FI_REMOTE_READ | sys::FI_REMOTE_WRITE
-                | sys::FI_SEND | sys::FI_RECV,
+            sys::FI_READ
+                | sys::FI_WRITE
+                | sys::FI_REMOTE_READ
+                | sys::FI_REMOTE_WRITE
+                | sys::FI_SEND
+                | sys::FI_RECV,
         );
         // SAFETY: the domain is live; the memory stays mapped (caller); `self.mr` is written
         // once and closed by Drop. Requested key 1: the only registration of this domain
@@ -305,7 +325,14 @@ impl Endpoint {
             // fi_getname produced (all places run the same provider, checked by length at
             // the caller); `addr` receives one fi_addr_t.
             let rc = unsafe {
-                sys::atoll_fi_av_insert(self.av, name.as_ptr().cast(), 1, &mut addr, 0, ptr::null_mut())
+                sys::atoll_fi_av_insert(
+                    self.av,
+                    name.as_ptr().cast(),
+                    1,
+                    &mut addr,
+                    0,
+                    ptr::null_mut(),
+                )
             };
             if rc != 1 || addr != place as u64 {
                 return Err(Error::Ofi {
@@ -326,7 +353,14 @@ impl Endpoint {
     pub(super) unsafe fn recv(&self, buf: *mut u8, len: usize, context: *mut c_void) -> isize {
         // SAFETY: caller's contract; the endpoint is live.
         unsafe {
-            sys::atoll_fi_recv(self.ep, buf.cast(), len, self.desc, sys::FI_ADDR_UNSPEC_VALUE, context)
+            sys::atoll_fi_recv(
+                self.ep,
+                buf.cast(),
+                len,
+                self.desc,
+                sys::FI_ADDR_UNSPEC_VALUE,
+                context,
+            )
         }
     }
 
@@ -334,7 +368,13 @@ impl Endpoint {
     ///
     /// # Safety
     /// As for [`Endpoint::recv`]: the buffer is lent to libfabric until the completion.
-    pub(super) unsafe fn send(&self, buf: *const u8, len: usize, to: usize, context: *mut c_void) -> isize {
+    pub(super) unsafe fn send(
+        &self,
+        buf: *const u8,
+        len: usize,
+        to: usize,
+        context: *mut c_void,
+    ) -> isize {
         // SAFETY: caller's contract; the endpoint is live.
         unsafe { sys::atoll_fi_send(self.ep, buf.cast(), len, self.desc, to as u64, context) }
     }
@@ -353,7 +393,18 @@ impl Endpoint {
         context: *mut c_void,
     ) -> isize {
         // SAFETY: caller's contract; the endpoint is live.
-        unsafe { sys::atoll_fi_read(self.ep, buf.cast(), len, self.desc, from as u64, addr, key, context) }
+        unsafe {
+            sys::atoll_fi_read(
+                self.ep,
+                buf.cast(),
+                len,
+                self.desc,
+                from as u64,
+                addr,
+                key,
+                context,
+            )
+        }
     }
 
     /// Writes `len` bytes at `buf` to remote address `addr` (key `key`) of place `to`,

@@ -96,7 +96,11 @@ pub(super) fn encode_blob(memory: &PeerMemory, name: &[u8]) -> Vec<u8> {
 
 /// Parses place `place`'s blob; its address must be as long as this place's (every place runs
 /// the same libfabric provider).
-pub(super) fn decode_blob(place: usize, blob: &[u8], name_len: usize) -> Result<(PeerMemory, Vec<u8>)> {
+pub(super) fn decode_blob(
+    place: usize,
+    blob: &[u8],
+    name_len: usize,
+) -> Result<(PeerMemory, Vec<u8>)> {
     if blob.len() != PeerMemory::BYTES + name_len {
         return Err(Error::SegmentMismatch {
             place: Place::new(place),

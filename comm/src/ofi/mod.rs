@@ -180,7 +180,9 @@ impl OfiProvider {
         // contributes an empty blob, so that the others fail too instead of waiting.
         let opened = Self::open(config);
         let blob = match &opened {
-            Ok((endpoint, memory, _)) => endpoint.name().map(|name| memory::encode_blob(memory, &name)),
+            Ok((endpoint, memory, _)) => endpoint
+                .name()
+                .map(|name| memory::encode_blob(memory, &name)),
             Err(_) => Ok(Vec::new()),
         };
         let blobs = bootstrap.allgather(blob.as_deref().unwrap_or(&[]))?;
@@ -241,7 +243,9 @@ impl OfiProvider {
             free_sends: Mutex::new((0..send_count as u32).rev().collect()),
             send_dest: (0..send_count).map(|_| AtomicUsize::new(0)).collect(),
             inflight: (0..places).map(|_| AtomicUsize::new(0)).collect(),
-            producers: (0..places).map(|to| Mutex::new(Producer::new(to))).collect(),
+            producers: (0..places)
+                .map(|to| Mutex::new(Producer::new(to)))
+                .collect(),
             backlog_pending: AtomicUsize::new(0),
             rendezvous: Mutex::new(Vec::new()),
             rendezvous_to: (0..places).map(|_| AtomicUsize::new(0)).collect(),
@@ -330,7 +334,10 @@ impl OfiProvider {
         // SAFETY: the buffer is registered memory reserved for receive buffer `buffer`, not
         // in use (it was just delivered or never posted); its context is ours alone, both live
         // until the endpoint closes.
-        let rc = unsafe { self.endpoint.recv(self.recv_buffer(buffer), self.buffer_bytes, context) };
+        let rc = unsafe {
+            self.endpoint
+                .recv(self.recv_buffer(buffer), self.buffer_bytes, context)
+        };
         if rc == fabric::EAGAIN {
             lock(&self.unposted).push(buffer);
             return Ok(());

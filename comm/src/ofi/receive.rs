@@ -80,7 +80,8 @@ impl OfiProvider {
             result?;
             if let Some(rng) = state.chaos.as_mut() {
                 if rng.u8(..) < 32 {
-                    state.held_until = Some(Instant::now() + Duration::from_micros(rng.u64(1..400)));
+                    state.held_until =
+                        Some(Instant::now() + Duration::from_micros(rng.u64(1..400)));
                     break;
                 }
             }
@@ -183,7 +184,10 @@ impl OfiProvider {
             reason,
         };
         let fields: [u8; DESCRIPTOR] = descriptor.try_into().map_err(|_| {
-            malformed(format!("rendezvous descriptor of {} bytes", descriptor.len()))
+            malformed(format!(
+                "rendezvous descriptor of {} bytes",
+                descriptor.len()
+            ))
         })?;
         let word = |at: usize| {
             let mut bytes = [0u8; 8];

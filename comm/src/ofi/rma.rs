@@ -77,7 +77,10 @@ impl OfiProvider {
             let result = self.run(to, "fi_write", |context| {
                 // SAFETY: the staging buffer is registered and stays allocated until the
                 // completion (`finish` leaks it if the wait is given up).
-                unsafe { self.endpoint.write(local, piece.len(), to, remote, peer.key, context) }
+                unsafe {
+                    self.endpoint
+                        .write(local, piece.len(), to, remote, peer.key, context)
+                }
             });
             if let Err(error) = result {
                 return Err(self.finish(staging, error));
@@ -95,11 +98,18 @@ impl OfiProvider {
         let chunk = dst.len().min(self.max_transfer);
         let staging = self.stage(chunk)?;
         for (index, piece) in dst.chunks_mut(chunk).enumerate() {
-            if let Err(error) = self.read_into(from, at + index * chunk, staging.start, piece.len()) {
+            if let Err(error) = self.read_into(from, at + index * chunk, staging.start, piece.len())
+            {
                 return Err(self.finish(staging, error));
             }
             // SAFETY: the read completed into the staging buffer's first `piece.len()` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(self.at(staging.start), piece.as_mut_ptr(), piece.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.at(staging.start),
+                    piece.as_mut_ptr(),
+                    piece.len(),
+                )
+            };
         }
         self.heap.free(staging);
         Ok(())
@@ -109,7 +119,13 @@ impl OfiProvider {
     /// of this place's, in transfers of at most `max_transfer` bytes. On
     /// [`Error::PlaceFailed`] the local bytes may still be written by libfabric: the caller
     /// must not reuse them.
-    pub(super) fn read_into(&self, from: usize, remote: usize, local: usize, len: usize) -> Result<()> {
+    pub(super) fn read_into(
+        &self,
+        from: usize,
+        remote: usize,
+        local: usize,
+        len: usize,
+    ) -> Result<()> {
         let peer = self.peers[from];
         let mut done = 0;
         while done < len {
@@ -147,7 +163,10 @@ impl OfiProvider {
         let key_value = self.peers[to].key;
         let outcome = self.run(to, "fi_fetch_atomic", |context| {
             // SAFETY: both words are registered and stay allocated until the completion.
-            unsafe { self.endpoint.fetch_atomic(operand, result, to, addr, key_value, context) }
+            unsafe {
+                self.endpoint
+                    .fetch_atomic(operand, result, to, addr, key_value, context)
+            }
         });
         if let Err(error) = outcome {
             return Err(self.finish(staging, error));
@@ -179,8 +198,15 @@ impl OfiProvider {
         let outcome = self.run(to, "fi_compare_atomic", |context| {
             // SAFETY: the three words are registered and stay allocated until the completion.
             unsafe {
-                self.endpoint
-                    .compare_atomic(new_at, expected_at, result, to, addr, key_value, context)
+                self.endpoint.compare_atomic(
+                    new_at,
+                    expected_at,
+                    result,
+                    to,
+                    addr,
+                    key_value,
+                    context,
+                )
             }
         });
         if let Err(error) = outcome {

@@ -81,13 +81,19 @@ impl OfiProvider {
                 // SAFETY: the send buffer is free (taken from the free list) and ours until it
                 // is posted; registered memory is mapped for the provider's life.
                 let mut target = unsafe {
-                    WriteTarget::new(buffer.add(HEADER), self.eager_max, &self.heap, self.mapping.base())
+                    WriteTarget::new(
+                        buffer.add(HEADER),
+                        self.eager_max,
+                        &self.heap,
+                        self.mapping.base(),
+                    )
                 };
                 if let Err(error) = self.serialize(prefix, value, &mut target) {
                     lock(&self.free_sends).push(slot);
                     // Registered memory full of rendezvous payloads not yet pulled: that is
                     // back-pressure; wait for receivers to take them.
-                    if matches!(error, Error::PayloadTooLarge { .. }) && self.rendezvous_in_flight() {
+                    if matches!(error, Error::PayloadTooLarge { .. }) && self.rendezvous_in_flight()
+                    {
                         return Ok(Sent::Full);
                     }
                     return Err(error);
@@ -126,12 +132,24 @@ impl OfiProvider {
         self.serialize(prefix, value, &mut target)?;
         let len = match target.take_spill() {
             None => {
-                write_header(bytes.as_mut_ptr(), target.len(), self.here, handler, KIND_EAGER);
+                write_header(
+                    bytes.as_mut_ptr(),
+                    target.len(),
+                    self.here,
+                    handler,
+                    KIND_EAGER,
+                );
                 target.len()
             }
             Some(spill) => {
                 write_descriptor(bytes.as_mut_ptr(), &spill, target.len());
-                write_header(bytes.as_mut_ptr(), DESCRIPTOR, self.here, handler, KIND_RENDEZVOUS);
+                write_header(
+                    bytes.as_mut_ptr(),
+                    DESCRIPTOR,
+                    self.here,
+                    handler,
+                    KIND_RENDEZVOUS,
+                );
                 self.track_rendezvous(producer.to, spill);
                 DESCRIPTOR
             }
@@ -143,7 +161,12 @@ impl OfiProvider {
         Ok(Sent::Done)
     }
 
-    fn serialize<T: Payload>(&self, prefix: &[u8], value: &T, target: &mut WriteTarget) -> Result<()> {
+    fn serialize<T: Payload>(
+        &self,
+        prefix: &[u8],
+        value: &T,
+        target: &mut WriteTarget,
+    ) -> Result<()> {
         match target
             .write_prefix(prefix)
             .and_then(|()| serialize_into(value, target))
@@ -206,7 +229,11 @@ impl OfiProvider {
                     // (backlogged records spill beyond the inline size, which is smaller);
                     // the free buffer is ours.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.send_buffer(slot), bytes.len())
+                        std::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            self.send_buffer(slot),
+                            bytes.len(),
+                        )
                     };
                     let len = bytes.len();
                     if let Some(front) = producer.backlog.front_mut() {
@@ -275,7 +302,11 @@ impl OfiProvider {
                 let buffer = self.send_buffer(slot);
                 // SAFETY: the free buffer is ours; the payload is a few bytes (< eager_max).
                 unsafe {
-                    std::ptr::copy_nonoverlapping(payload.as_ptr(), buffer.add(HEADER), payload.len())
+                    std::ptr::copy_nonoverlapping(
+                        payload.as_ptr(),
+                        buffer.add(HEADER),
+                        payload.len(),
+                    )
                 };
                 write_header(buffer, payload.len(), self.here, 0, kind);
                 return self.post_or_queue(&mut producer, slot, HEADER + payload.len());
@@ -301,7 +332,14 @@ impl OfiProvider {
 
     /// Sends `payload` to `to` as a record with exactly this header, valid or not (fault
     /// injection). `Full` when no buffer is free.
-    pub(crate) fn inject(&self, to: usize, kind: u8, src: u32, handler: u16, payload: &[u8]) -> Result<Sent> {
+    pub(crate) fn inject(
+        &self,
+        to: usize,
+        kind: u8,
+        src: u32,
+        handler: u16,
+        payload: &[u8],
+    ) -> Result<Sent> {
         if payload.len() > self.eager_max {
             return Err(Error::PayloadTooLarge {
                 len: payload.len(),
@@ -318,7 +356,9 @@ impl OfiProvider {
         };
         let buffer = self.send_buffer(slot);
         // SAFETY: the free buffer is ours; `payload.len() <= eager_max` fits after the header.
-        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), buffer.add(HEADER), payload.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), buffer.add(HEADER), payload.len())
+        };
         write_header(buffer, payload.len(), src, handler, kind);
         self.post_or_queue(&mut producer, slot, HEADER + payload.len())?;
         Ok(Sent::Done)
