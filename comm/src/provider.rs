@@ -16,7 +16,7 @@ use crate::{Error, Place, Result};
 pub(crate) enum Provider {
     Shm(ShmProvider),
     #[cfg(feature = "ofi")]
-    Ofi(crate::ofi::OfiProvider),
+    Ofi(Box<crate::ofi::OfiProvider>),
 }
 
 /// The locked sending side of one destination, held across a batch of sends.
@@ -36,9 +36,9 @@ impl Provider {
                 feature: "ucx",
             }),
             #[cfg(feature = "ofi")]
-            ProviderKind::Ofi => Ok(Provider::Ofi(crate::ofi::OfiProvider::new(
+            ProviderKind::Ofi => Ok(Provider::Ofi(Box::new(crate::ofi::OfiProvider::new(
                 bootstrap, config,
-            )?)),
+            )?))),
             #[cfg(not(feature = "ofi"))]
             ProviderKind::Ofi => Err(Error::ProviderNotCompiled {
                 provider: "ofi",

@@ -143,7 +143,7 @@ impl Endpoint {
             desc: ptr::null_mut(),
             caps,
         };
-        // SAFETY (every call below): the info is live for the block; each out-pointer is a
+        // SAFETY: (every call below) the info is live for the block; each out-pointer is a
         // field of `endpoint`, written once on success and closed by its Drop; a failure
         // leaves the field null, which Drop skips.
         unsafe {
@@ -450,24 +450,26 @@ impl Endpoint {
 
     /// Whether the provider offers fetching `u64` sums and compare-and-swap.
     pub(super) fn has_u64_atomics(&self) -> bool {
-        let mut count = 0usize;
-        // SAFETY: the endpoint is live; the calls only write `count`.
-        unsafe {
+        let (mut fetch, mut compare) = (0usize, 0usize);
+        // SAFETY: the endpoint is live; the call only writes `fetch`.
+        let fetch_rc = unsafe {
             sys::atoll_fi_fetch_atomicvalid(
                 self.ep,
                 sys::fi_datatype_FI_UINT64,
                 sys::fi_op_FI_SUM,
-                &mut count,
-            ) == 0
-                && count >= 1
-                && sys::atoll_fi_compare_atomicvalid(
-                    self.ep,
-                    sys::fi_datatype_FI_UINT64,
-                    sys::fi_op_FI_CSWAP,
-                    &mut count,
-                ) == 0
-                && count >= 1
-        }
+                &mut fetch,
+            )
+        };
+        // SAFETY: as above, for `compare`.
+        let compare_rc = unsafe {
+            sys::atoll_fi_compare_atomicvalid(
+                self.ep,
+                sys::fi_datatype_FI_UINT64,
+                sys::fi_op_FI_CSWAP,
+                &mut compare,
+            )
+        };
+        fetch_rc == 0 && fetch >= 1 && compare_rc == 0 && compare >= 1
     }
 
     /// A fetching atomic on one `u64` of place `to`: `op` (`FI_SUM`) with the operand at

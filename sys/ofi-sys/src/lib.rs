@@ -22,7 +22,8 @@
     clippy::useless_transmute,
     clippy::too_many_arguments,
     clippy::ptr_offset_with_cast,
-    clippy::unnecessary_cast
+    clippy::unnecessary_cast,
+    clippy::type_complexity
 )]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
