@@ -67,6 +67,8 @@ pub(super) struct Endpoint {
     domain: *mut sys::fid_domain,
     fabric: *mut sys::fid_fabric,
     desc: *mut c_void,
+    /// The completion queue's wait file descriptor, when the provider offers one.
+    wait_fd: Option<i32>,
     caps: Caps,
 }
 
@@ -141,6 +143,7 @@ impl Endpoint {
             domain: ptr::null_mut(),
             fabric: ptr::null_mut(),
             desc: ptr::null_mut(),
+            wait_fd: None,
             caps,
         };
         // SAFETY: (every call below) the info is live for the block; each out-pointer is a
@@ -160,21 +163,35 @@ impl Endpoint {
                 ) as isize,
                 "fi_domain",
             )?;
-            let mut cq_attr = sys::fi_cq_attr {
-                size: 4096,
-                format: sys::fi_cq_format_FI_CQ_FORMAT_DATA,
-                wait_obj: sys::fi_wait_obj_FI_WAIT_NONE,
-                ..Default::default()
-            };
-            check(
-                sys::atoll_fi_cq_open(
+            // A completion queue with a file descriptor to sleep on, where the provider has
+            // one; otherwise one without (idle places then sleep in bounded naps).
+            for wait_obj in [sys::fi_wait_obj_FI_WAIT_FD, sys::fi_wait_obj_FI_WAIT_NONE] {
+                let mut cq_attr = sys::fi_cq_attr {
+                    size: 4096,
+                    format: sys::fi_cq_format_FI_CQ_FORMAT_DATA,
+                    wait_obj,
+                    ..Default::default()
+                };
+                let rc = sys::atoll_fi_cq_open(
                     endpoint.domain,
                     &mut cq_attr,
                     &mut endpoint.cq,
                     ptr::null_mut(),
-                ) as isize,
-                "fi_cq_open",
-            )?;
+                );
+                if rc == 0 && wait_obj == sys::fi_wait_obj_FI_WAIT_FD {
+                    let mut fd: libc::c_int = -1;
+                    let got = sys::atoll_fi_control(
+                        &mut (*endpoint.cq).fid,
+                        sys::FI_GETWAIT as i32,
+                        (&mut fd as *mut libc::c_int).cast(),
+                    );
+                    endpoint.wait_fd = (got == 0 && fd >= 0).then_some(fd);
+                }
+                if rc == 0 || wait_obj == sys::fi_wait_obj_FI_WAIT_NONE {
+                    check(rc as isize, "fi_cq_open")?;
+                    break;
+                }
+            }
             let mut av_attr = sys::fi_av_attr {
                 type_: sys::fi_av_type_FI_AV_TABLE,
                 ..Default::default()
@@ -207,6 +224,11 @@ impl Endpoint {
             )?;
             check(sys::atoll_fi_enable(endpoint.ep) as isize, "fi_enable")?;
         }
+        tracing::debug!(
+            provider = %endpoint.caps.name,
+            wait_fd = ?endpoint.wait_fd,
+            "libfabric endpoint open"
+        );
         Ok(endpoint)
     }
 
@@ -244,6 +266,42 @@ impl Endpoint {
             return Err(error(sys::FI_ENODATA as i32, "fi_getinfo"));
         }
         Ok(list)
+    }
+
+    /// Sleeps until the completion queue may have something, `extra` (an eventfd) is
+    /// readable, or `timeout`. Returns `false` at once, without sleeping, when the provider
+    /// gave no wait descriptor (the caller naps instead).
+    pub(super) fn wait(&self, extra: i32, timeout: std::time::Duration) -> bool {
+        let Some(fd) = self.wait_fd else {
+            return false;
+        };
+        let mut fids = [self.cq.cast::<sys::fid>()];
+        // SAFETY: the fabric and CQ are live; fi_trywait reads the one-element array.
+        let rc = unsafe { sys::atoll_fi_trywait(self.fabric, fids.as_mut_ptr(), 1) };
+        if rc != 0 {
+            // Completions are pending (-FI_EAGAIN): the caller polls again.
+            return true;
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` holds two valid pollfd entries and `ts` a valid timeout, both live
+        // across the call; a null signal mask leaves the mask as it is.
+        unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, ptr::null()) };
+        true
     }
 
     /// The provider's requirements.

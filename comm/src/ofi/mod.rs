@@ -23,9 +23,12 @@
 //!   registered buffers, waited for by polling the completion queue. A provider without
 //!   `u64` atomics is refused at start with an error naming it (every provider Debian ships
 //!   with `FI_EP_RDM` has them: shm, tcp;ofi_rxm, sockets).
-//! - Sleep: a parked waiter sleeps on a condition variable for at most 100 µs (a message from
-//!   another process cannot wake it: libfabric's progress is manual here), so that 8 places on
-//!   2 cores still make steady progress; [`crate::Comm::notify`] wakes it early.
+//! - Sleep: where the provider gives the completion queue a file descriptor (`FI_WAIT_FD`:
+//!   tcp;ofi_rxm does), a parked waiter checks `fi_trywait` and sleeps in `ppoll` on it and on
+//!   an eventfd that [`crate::Comm::notify`] writes, so an arriving message wakes it. Where it
+//!   gives none (shm in libfabric 1.17), the waiter naps on a condition variable for at most
+//!   100 µs (nothing from another process can wake it then); either way 8 places on 2 cores
+//!   make steady progress.
 //! - A buffer lent to libfabric belongs to its operation until the completion: a wait given
 //!   up because the peer died leaks the buffer instead of reusing it.
 
@@ -157,6 +160,9 @@ pub(crate) struct OfiProvider {
     failures: FailureProbe,
     doorbell: Mutex<u64>,
     wake: Condvar,
+    /// Written by [`crate::Comm::notify`], so that a sleeper polling the completion queue's
+    /// descriptor wakes.
+    notifier: Notifier,
     /// Counts completions (a cheap "anything happened" for waiters).
     completions: AtomicU64,
 }
@@ -271,6 +277,7 @@ impl OfiProvider {
             failures: bootstrap.failure_probe(),
             doorbell: Mutex::new(0),
             wake: Condvar::new(),
+            notifier: Notifier::new()?,
             completions: AtomicU64::new(0),
         };
         for buffer in 0..recv_count as u32 {
@@ -356,6 +363,46 @@ impl OfiProvider {
 
     fn report(&self, error: Error) {
         lock(&self.stray).push_back(error);
+    }
+}
+
+/// An eventfd that [`crate::Comm::notify`] makes readable.
+///
+/// Invariant: `fd` is an open, non-blocking eventfd owned by this value.
+#[derive(Debug)]
+struct Notifier {
+    fd: i32,
+}
+
+impl Notifier {
+    fn new() -> Result<Notifier> {
+        // SAFETY: eventfd takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("eventfd", std::io::Error::last_os_error()));
+        }
+        Ok(Notifier { fd })
+    }
+
+    fn notify(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our eventfd (non-blocking; a full
+        // counter only means it is readable already).
+        unsafe { libc::write(self.fd, one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Clears the readable state.
+    fn drain(&self) {
+        let mut value = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from our non-blocking eventfd.
+        unsafe { libc::read(self.fd, value.as_mut_ptr().cast(), value.len()) };
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.fd) };
     }
 }
 

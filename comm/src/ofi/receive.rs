@@ -217,12 +217,17 @@ impl OfiProvider {
         Ok((range, len))
     }
 
-    /// Sleeps until `timeout` (at most [`PARK_MAX`]) or [`crate::Comm::notify`]; not at all if
-    /// something arrived or `ready()` holds.
+    /// Sleeps until a completion may be there (where the provider gives the completion queue
+    /// a file descriptor), [`crate::Comm::notify`], or `timeout` (at most [`PARK_MAX`] without
+    /// a descriptor); not at all if something arrived or `ready()` holds.
     pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
+        self.notifier.drain();
         self.poll_completions();
         let ticket = *lock(&self.doorbell);
         if self.has_incoming() || ready() {
+            return;
+        }
+        if self.endpoint.wait(self.notifier.fd, timeout) {
             return;
         }
         let doorbell = lock(&self.doorbell);

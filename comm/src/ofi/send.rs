@@ -327,6 +327,7 @@ impl OfiProvider {
         if to == self.here {
             *lock(&self.doorbell) += 1;
             self.wake.notify_all();
+            self.notifier.notify();
         }
     }
 
