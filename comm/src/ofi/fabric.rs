@@ -78,6 +78,21 @@ unsafe impl Send for Endpoint {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Endpoint {}
 
+/// The libfabric provider name of the first entry of `info` (`?` if it has none).
+fn provider_name(info: &InfoList) -> String {
+    // SAFETY: a list from fi_getinfo has at least one entry whose attribute structs are
+    // allocated; a non-null prov_name is a NUL-terminated string owned by the info.
+    unsafe {
+        let fabric_attr = &*(*info.0).fabric_attr;
+        if fabric_attr.prov_name.is_null() {
+            return String::from("?");
+        }
+        CStr::from_ptr(fabric_attr.prov_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// An `fi_info` list owned by Rust (freed with `fi_freeinfo`).
 struct InfoList(*mut sys::fi_info);
 
@@ -94,7 +109,12 @@ impl Endpoint {
     /// Opens an RDM endpoint of the first libfabric provider that offers messages, RMA,
     /// atomics, the sender's address and send-after-send order (`FI_PROVIDER` narrows the
     /// choice), with a thread-safe domain, its completion queue and a table address vector.
-    pub(super) fn open() -> Result<Endpoint> {
+    ///
+    /// libfabric's shm provider names its shared-memory region after the endpoint's source
+    /// address (by default `<pid>:<uid>:<n>`, which a process that exits without closing
+    /// leaves behind in `/dev/shm`, and which a later process of the same pid then collides
+    /// with): it gets `shm_name` instead, a name of the job that the launcher sweeps.
+    pub(super) fn open(shm_name: &str) -> Result<Endpoint> {
         // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs allocated
         // (or null, checked).
         let hints = InfoList(unsafe { sys::atoll_fi_allocinfo() });
@@ -102,24 +122,35 @@ impl Endpoint {
             return Err(error(libc::ENOMEM, "fi_allocinfo"));
         }
         let with_source = Self::getinfo(&hints, true);
-        let (info, source) = match with_source {
+        let (mut info, source) = match with_source {
             Ok(info) => (info, true),
             Err(_) => (Self::getinfo(&hints, false)?, false),
         };
+        if provider_name(&info) == "shm" {
+            let name = std::ffi::CString::new(shm_name).map_err(|_| Error::Ofi {
+                what: "naming the shm region".into(),
+                code: 0,
+                text: format!("{shm_name:?} contains a NUL byte"),
+            })?;
+            // SAFETY: the hints are ours; libfabric frees `src_addr` with free() in
+            // fi_freeinfo, so it is allocated with strdup (checked for null).
+            unsafe {
+                let h = &mut *hints.0;
+                h.addr_format = sys::FI_ADDR_STR;
+                h.src_addr = libc::strdup(name.as_ptr()).cast();
+                if h.src_addr.is_null() {
+                    return Err(error(libc::ENOMEM, "strdup"));
+                }
+                h.src_addrlen = name.as_bytes_with_nul().len();
+            }
+            info = Self::getinfo(&hints, source)?;
+        }
         // SAFETY: fi_getinfo succeeded, so the list has at least one entry, with its
         // attribute structs allocated.
         let first = unsafe { &*info.0 };
         // SAFETY: as above: the attribute pointers of a returned fi_info are valid.
-        let (domain_attr, ep_attr, fabric_attr) =
-            unsafe { (&*first.domain_attr, &*first.ep_attr, &*first.fabric_attr) };
-        let name = if fabric_attr.prov_name.is_null() {
-            String::from("?")
-        } else {
-            // SAFETY: a non-null prov_name is a NUL-terminated string owned by the info.
-            unsafe { CStr::from_ptr(fabric_attr.prov_name) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        let (domain_attr, ep_attr) = unsafe { (&*first.domain_attr, &*first.ep_attr) };
+        let name = provider_name(&info);
         let caps = Caps {
             name,
             mr_mode: domain_attr.mr_mode as u32,
@@ -690,5 +721,26 @@ impl Drop for Endpoint {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_codes_become_errors_with_libfabric_text() {
+        assert!(check(0, "fi_send").is_ok());
+        assert!(check(5, "fi_cq_read").is_ok());
+        match check(EAGAIN, "fi_send") {
+            Err(Error::Ofi { what, code, text }) => {
+                assert_eq!(what, "fi_send");
+                assert_eq!(code, sys::FI_EAGAIN as i32);
+                assert!(!text.is_empty());
+            }
+            other => panic!("-FI_EAGAIN gave {other:?}"),
+        }
+        let message = error(sys::FI_ENODATA as i32, "fi_getinfo").to_string();
+        assert!(message.contains("fi_getinfo") && message.contains("FI_PROVIDER"));
     }
 }

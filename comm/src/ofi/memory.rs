@@ -124,3 +124,26 @@ pub(super) fn decode_blob(
     };
     Ok((memory, blob[PeerMemory::BYTES..].to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_round_trip_and_reject_other_lengths() {
+        let memory = PeerMemory {
+            base: 0x7f00_0000_1000,
+            key: 42,
+            len: 256 << 20,
+        };
+        let blob = encode_blob(&memory, b"address");
+        let (decoded, name) = decode_blob(3, &blob, 7).expect("a well-formed blob");
+        assert_eq!(decoded, memory);
+        assert_eq!(name, b"address");
+        assert_eq!(decoded.addr(64), 0x7f00_0000_1040);
+        match decode_blob(3, &blob[..blob.len() - 1], 7) {
+            Err(Error::SegmentMismatch { place, .. }) => assert_eq!(place, Place::new(3)),
+            other => panic!("a short blob gave {other:?}"),
+        }
+    }
+}

@@ -184,7 +184,9 @@ impl OfiProvider {
         let (here, places) = (bootstrap.rank(), bootstrap.size());
         // Open and register first, but always take part in the exchange: a place that failed
         // contributes an empty blob, so that the others fail too instead of waiting.
-        let opened = Self::open(config);
+        let shm_name =
+            crate::shm::segment_names::segment_name(bootstrap.job_id(), &format!("ofi{here}"));
+        let opened = Self::open(config, shm_name.trim_start_matches('/'));
         let blob = match &opened {
             Ok((endpoint, memory, _)) => endpoint
                 .name()
@@ -294,8 +296,8 @@ impl OfiProvider {
         Ok(provider)
     }
 
-    fn open(config: &Config) -> Result<(Endpoint, PeerMemory, Arc<Mapping>)> {
-        let mut endpoint = Endpoint::open()?;
+    fn open(config: &Config, shm_name: &str) -> Result<(Endpoint, PeerMemory, Arc<Mapping>)> {
+        let mut endpoint = Endpoint::open(shm_name)?;
         let mapping = Arc::new(Mapping::new(config.shm_heap_bytes)?);
         // SAFETY: the mapping outlives the endpoint: the provider drops its endpoint first and
         // holds the mapping's Arc after it.
