@@ -9,8 +9,13 @@
 //! - libfabric's object and data-path calls (`fi_domain`, `fi_send`, `fi_cq_read`, ...) are
 //!   `static inline` in its headers, so there is no symbol to bind: each is reached through a
 //!   one-line C wrapper named `atoll_fi_<name>` (`src/shim.c`), compiled with `cc`.
-//! - Flag macros that bindgen cannot evaluate (those built from `1ULL << n`) are written out
-//!   below, each with the C definition beside it.
+//! - Why not the official `ofi-libfabric-sys` crate (0.2.0, tried against Debian 12's
+//!   libfabric 1.17.0 through pkg-config, without its `vendored` feature): its C wrapper
+//!   includes `fi_profile.h`, a header libfabric gained after 1.17, so the build stops there;
+//!   its build script also asserts that pkg-config reports exactly one include directory, which
+//!   fails where that directory is the system's (pkg-config omits `/usr/include`).
+//! - `FI_ADDR_UNSPEC`, a cast macro bindgen cannot evaluate, is written out below with its C
+//!   definition beside it.
 
 #![allow(
     non_upper_case_globals,
