@@ -87,6 +87,7 @@ impl Bootstrap {
 
     /// A shareable [`Bootstrap::is_failed`], for a provider that waits on a peer inside an
     /// operation (an RMA completion) and must not wait forever on a dead one.
+    #[cfg(feature = "ofi")]
     pub(crate) fn failure_probe(&self) -> FailureProbe {
         match self {
             Bootstrap::Local(b) => b.failure_probe(),
@@ -102,9 +103,11 @@ impl Bootstrap {
 }
 
 /// Whether a place is known to have died: a cheap test a provider can keep.
+#[cfg(feature = "ofi")]
 #[derive(Clone)]
 pub(crate) struct FailureProbe(std::sync::Arc<dyn Fn(Place) -> bool + Send + Sync>);
 
+#[cfg(feature = "ofi")]
 impl FailureProbe {
     pub(crate) fn new(test: impl Fn(Place) -> bool + Send + Sync + 'static) -> FailureProbe {
         FailureProbe(std::sync::Arc::new(test))
@@ -116,6 +119,7 @@ impl FailureProbe {
     }
 }
 
+#[cfg(feature = "ofi")]
 impl std::fmt::Debug for FailureProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FailureProbe")
