@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Every cargo command below uses the same profile and features, so the workspace is built once.
-FEATURES=(--features atoll/hwloc,atoll/ucx)
+FEATURES=(--features atoll/hwloc,atoll/ucx,atoll/ofi)
 
 section() { printf '\n=== %s\n' "$*"; }
 
@@ -18,11 +18,13 @@ install_packages() {
     # Debian packages the build and the tests use (libudev-dev: hwloc links libudev; Open MPI:
     # the benchmarks' peer and mpirun; mpich: mpiexec; libpmix-dev: the PMIx headers comm's
     # layout test compiles against; UCX and libclang: the ucx provider and its bindgen bindings,
-    # ucx-utils: ucx_perftest beside the comm benchmark; slurm-wlm, munge: srun for
-    # ci/launch/tests.sh; iproute2, netcat-openbsd: its two hosts in network namespaces and its
-    # silent coordinator). Skipped when they are all present.
+    # ucx-utils: ucx_perftest beside the comm benchmark; libfabric-dev: the ofi provider,
+    # libfabric-bin: fi_info and fi_pingpong; slurm-wlm, munge: srun for ci/launch/tests.sh;
+    # iproute2, netcat-openbsd: its two hosts in network namespaces and its silent
+    # coordinator). Skipped when they are all present.
     local packages=(build-essential pkg-config libhwloc-dev libudev-dev openmpi-bin libopenmpi-dev
-        mpich libpmix-dev libucx-dev ucx-utils libclang-dev slurm-wlm munge iproute2 netcat-openbsd)
+        mpich libpmix-dev libucx-dev ucx-utils libfabric-dev libfabric-bin libclang-dev
+        slurm-wlm munge iproute2 netcat-openbsd)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -82,22 +84,24 @@ run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 2 places over .
 ATOLL_PLACES=4 run_example channels_fibonacci '^\[place 0\] fib(30) = 832040 on 4 places over .* channels in .*(checked)' 30
 ATOLL_PLACES=4 run_example pipeline '^\[place 0\] pipeline of 4 places streamed 1000000 values .*: 500000 arrived, sum 83333333333000000, in .*(checked)' 1000000
 
-section "UCX provider: examples, comm conformance and runtime tests over sm and tcp"
-run_ucx() {
-    # run_ucx TLS: the ucx provider over UCX_TLS=TLS (tcp goes over the loopback device).
-    local tls="$1"
-    export ATOLL_PROVIDER=ucx UCX_TLS="$tls"
-    if [[ "$tls" == tcp* ]]; then export UCX_NET_DEVICES=lo; fi
-    run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
-    run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 2 places in .*(checked)' 1000000
-    timeout -s KILL 900 cargo test --workspace --release "${FEATURES[@]}" --test conformance 2>&1 | tee -a "$results"
-    timeout -s KILL 600 cargo test --workspace --release "${FEATURES[@]}" --test rt_basic 2>&1 | tee -a "$results"
-    unset ATOLL_PROVIDER UCX_TLS UCX_NET_DEVICES
+section "network providers: examples, comm conformance and runtime tests over UCX (sm, tcp) and libfabric (shm, tcp)"
+run_provider() {
+    # run_provider VAR=VALUE...: the examples, the comm conformance suite and the runtime's
+    # basic tests with these variables set (ATOLL_PROVIDER and the transport's own).
+    (
+        export "$@"
+        run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
+        ATOLL_PLACES=4 run_example quicksort '^\[place 0\] sorted 1000000 random numbers on 4 places in .*(checked)' 1000000
+        timeout -s KILL 900 cargo test --workspace --release "${FEATURES[@]}" --test conformance 2>&1 | tee -a "$results"
+        timeout -s KILL 600 cargo test --workspace --release "${FEATURES[@]}" --test rt_basic 2>&1 | tee -a "$results"
+    )
 }
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
-run_ucx sm,self
-run_ucx tcp,self
+run_provider ATOLL_PROVIDER=ucx UCX_TLS=sm,self
+run_provider ATOLL_PROVIDER=ucx UCX_TLS=tcp,self UCX_NET_DEVICES=lo
+run_provider ATOLL_PROVIDER=ofi FI_PROVIDER=shm
+run_provider ATOLL_PROVIDER=ofi "FI_PROVIDER=tcp;ofi_rxm" FI_TCP_IFACE=lo
 
 section "tests (unit, doc, comm conformance at 2/3/8 places with and without chaos, launch, runtime, collectives at 1-8 places, benches as smoke runs)"
 timeout -s KILL 2400 cargo test --workspace --release --all-targets "${FEATURES[@]}" 2>&1 | tee -a "$results"
@@ -111,6 +115,9 @@ timeout -k 120 1200 bash ci/launch/tests.sh "${FEATURES[@]}" 2>&1 | tee -a "$res
 
 section "benchmark: collectives at 2 and 4 places beside Open MPI (full run)"
 timeout -s KILL 900 cargo bench -p atoll-benches --bench collectives "${FEATURES[@]}" 2>&1 | tee -a "$results"
+
+section "transports benchmark (full size, once: every provider beside ucx_perftest / fi_pingpong in the same run)"
+timeout -s KILL 900 cargo bench -p atoll-benches --bench transports "${FEATURES[@]}"
 
 section "channels benchmark (full size, once: channels and Open MPI in the same run)"
 timeout -s KILL 600 cargo bench -p atoll-benches --bench channels "${FEATURES[@]}"

@@ -9,7 +9,7 @@
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
 //! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`10` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
-//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and the `ucp_mem_map`ped heap of the ucx provider (regions and message buffers); pages are only used when touched |
+//! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and the registered heap of the ucx and ofi providers (regions, large messages, message buffers); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
 //! | `ATOLL_WORKERS` | cores / places on the node (at least 1) | worker threads of each place's pool (the runtime's), the main thread included |
 //! | `ATOLL_PIN` | `1` | `0` leaves workers unpinned; otherwise each worker is pinned to one core of its place's share of the node (no pinning when places outnumber cores) |
@@ -19,6 +19,7 @@
 //! | `ATOLL_COORDINATOR` | unset | `host:port` of the `env` bootstrap's coordinator, which place 0 runs (it listens there; the others connect) |
 //! | `ATOLL_ENV_RANK` | unset | this place's rank in an `env` job (with `ATOLL_PLACES` as the job's size) |
 //! | `ATOLL_ENV_SECRET` | unset | the `env` job's secret, 32 hexadecimal digits, the same at every place; every place presents it to the coordinator (make one with `openssl rand -hex 16`) |
+//! | `FI_PROVIDER` | unset (libfabric's first match) | read by libfabric itself, for `ATOLL_PROVIDER=ofi`: which libfabric provider carries the job (`shm`, `tcp;ofi_rxm`, `verbs;ofi_rxm`, ...; `fi_info -t FI_EP_RDM` lists them). Every place must use the same. libfabric's own variables (`FI_TCP_IFACE`, `FI_LOG_LEVEL`, ...) apply as well |
 //!
 //! Under an external bootstrap (`pmix`, `pmi`, `env`), `ATOLL_CONNECT_TIMEOUT_S` (default `10`
 //! there) bounds each wait for an answer from the PMI server or the coordinator, and the wait
@@ -58,6 +59,8 @@ pub const WORKERS: &str = "ATOLL_WORKERS";
 pub const PIN: &str = "ATOLL_PIN";
 /// Eager threshold in bytes (`ATOLL_EAGER_MAX`).
 pub const EAGER_MAX: &str = "ATOLL_EAGER_MAX";
+/// libfabric's own choice of provider (`FI_PROVIDER`), read by libfabric, not by Atoll.
+pub const FI_PROVIDER: &str = "FI_PROVIDER";
 
 /// This place's rank, set by the local launcher.
 pub const RANK: &str = "ATOLL_RANK";

@@ -27,8 +27,8 @@ pub enum Error {
 
     /// `ATOLL_PROVIDER` asks for a provider this build does not contain.
     #[error(
-        "provider {provider:?} is not in this build of Atoll (it comes with the cargo feature \
-         `{feature}`, which this version does not have yet); use ATOLL_PROVIDER=shm"
+        "provider {provider:?} is not in this build of Atoll: it comes with the cargo feature \
+         `{feature}` (rebuild with it, where this version has it), or use ATOLL_PROVIDER=shm"
     )]
     ProviderNotCompiled {
         /// The provider asked for.
@@ -233,6 +233,20 @@ pub enum Error {
         place: Place,
         /// The number of places.
         places: usize,
+    },
+
+    /// A libfabric call or completion failed (the `ofi` provider).
+    #[error(
+        "libfabric: {what} failed: {text} (error {code}; FI_PROVIDER picks libfabric's provider, \
+         `fi_info -t FI_EP_RDM` lists those available, FI_LOG_LEVEL=warn shows libfabric's own log)"
+    )]
+    Ofi {
+        /// The call or operation.
+        what: String,
+        /// libfabric's error number (`FI_E*`), positive; 0 when Atoll itself refused.
+        code: i32,
+        /// `fi_strerror`'s text, with the provider's detail where it gave one.
+        text: String,
     },
 
     /// A place of the job has died; nothing it was asked to do will complete.

@@ -62,8 +62,12 @@
 //! # Cargo features
 //! None by default: the shared-memory provider needs only Rust and a C compiler.
 //! - `ucx`: the UCX provider (`ATOLL_PROVIDER=ucx`), through the `ucx-sys` bindings (needs
-//!   Debian's `libucx-dev` and, for bindgen, `libclang-dev`). Without the feature,
-//!   `ATOLL_PROVIDER=ucx` is [`Error::ProviderNotCompiled`].
+//!   Debian's `libucx-dev` and, for bindgen, `libclang-dev`).
+//! - `ofi`: the libfabric provider (`ATOLL_PROVIDER=ofi`; libfabric's own `FI_PROVIDER` picks
+//!   the fabric: `shm`, `tcp;ofi_rxm`, ...). Needs libfabric 1.17 or newer with its headers
+//!   (Debian: `libfabric-dev`) and libclang (`libclang-dev`) to build.
+//!
+//! Asking at run time for a provider the build lacks is [`Error::ProviderNotCompiled`].
 //!
 //! # Thread safety
 //! [`Comm`] is `Send + Sync` and cheap to clone; handlers run on whichever thread calls
@@ -92,6 +96,8 @@ mod error;
 mod handler;
 mod heap;
 pub(crate) mod launch;
+#[cfg(feature = "ofi")]
+mod ofi;
 mod payload;
 mod place;
 mod provider;

@@ -12,13 +12,15 @@ use std::sync::MutexGuard;
 use crate::shm::{ProducerState, Sent, ShmProvider};
 #[cfg(feature = "ucx")]
 use crate::ucx::{Producer as UcxProducer, UcxProvider};
-use crate::{Error, Place, Result};
+use crate::{Place, Result};
 
 #[derive(Debug)]
 pub(crate) enum Provider {
     Shm(ShmProvider),
     #[cfg(feature = "ucx")]
     Ucx(UcxProvider),
+    #[cfg(feature = "ofi")]
+    Ofi(Box<crate::ofi::OfiProvider>),
 }
 
 /// The locked sending side of one destination, held across a batch of sends.
@@ -27,6 +29,8 @@ pub(crate) enum ProducerGuard<'a> {
     Shm(MutexGuard<'a, ProducerState>),
     #[cfg(feature = "ucx")]
     Ucx(MutexGuard<'a, UcxProducer>),
+    #[cfg(feature = "ofi")]
+    Ofi(MutexGuard<'a, crate::ofi::Producer>),
 }
 
 impl Provider {
@@ -36,11 +40,16 @@ impl Provider {
             #[cfg(feature = "ucx")]
             ProviderKind::Ucx => Ok(Provider::Ucx(UcxProvider::new(bootstrap, config)?)),
             #[cfg(not(feature = "ucx"))]
-            ProviderKind::Ucx => Err(Error::ProviderNotCompiled {
+            ProviderKind::Ucx => Err(crate::Error::ProviderNotCompiled {
                 provider: "ucx",
                 feature: "ucx",
             }),
-            ProviderKind::Ofi => Err(Error::ProviderNotCompiled {
+            #[cfg(feature = "ofi")]
+            ProviderKind::Ofi => Ok(Provider::Ofi(Box::new(crate::ofi::OfiProvider::new(
+                bootstrap, config,
+            )?))),
+            #[cfg(not(feature = "ofi"))]
+            ProviderKind::Ofi => Err(crate::Error::ProviderNotCompiled {
                 provider: "ofi",
                 feature: "ofi",
             }),
@@ -52,6 +61,8 @@ impl Provider {
             Provider::Shm(_) => "shm",
             #[cfg(feature = "ucx")]
             Provider::Ucx(_) => "ucx",
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(_) => "ofi",
         }
     }
 
@@ -67,6 +78,8 @@ impl Provider {
             Provider::Shm(shm) => shm.send(to, handler, prefix, value, queue_if_full),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.send(to, handler, prefix, value, queue_if_full),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.send(to, handler, prefix, value, queue_if_full),
         }
     }
 
@@ -75,6 +88,8 @@ impl Provider {
             Provider::Shm(shm) => ProducerGuard::Shm(shm.lock_producer(to)),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ProducerGuard::Ucx(ucx.lock_producer(to)),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ProducerGuard::Ofi(ofi.lock_producer(to)),
         }
     }
 
@@ -94,7 +109,11 @@ impl Provider {
             (Provider::Ucx(ucx), ProducerGuard::Ucx(producer)) => {
                 ucx.send_locked(producer, handler, prefix, value, queue_if_full)
             }
-            #[cfg(feature = "ucx")]
+            #[cfg(feature = "ofi")]
+            (Provider::Ofi(ofi), ProducerGuard::Ofi(producer)) => {
+                ofi.send_locked(producer, handler, prefix, value, queue_if_full)
+            }
+            #[cfg(any(feature = "ucx", feature = "ofi"))]
             (_, guard) => unreachable!("a producer guard of another provider: {guard:?}"),
         }
     }
@@ -104,6 +123,8 @@ impl Provider {
             Provider::Shm(shm) => shm.ring_doorbell(to),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.ring_doorbell(to),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.ring_doorbell(to),
         }
     }
 
@@ -119,6 +140,8 @@ impl Provider {
             Provider::Shm(shm) => shm.inject(to, kind, src, handler, payload),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.inject(to, kind, src, handler, payload),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.inject(to, kind, src, handler, payload),
         }
     }
 
@@ -130,6 +153,8 @@ impl Provider {
             Provider::Shm(shm) => shm.progress(deliver),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.progress(deliver),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.progress(deliver),
         }
     }
 
@@ -142,6 +167,9 @@ impl Provider {
             }
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.is_failed(place),
+            // The ofi provider reports a peer's failure through the bootstrap's notices.
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(_) => false,
         }
     }
 
@@ -150,6 +178,8 @@ impl Provider {
             Provider::Shm(shm) => shm.is_drained_to(to),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.is_drained_to(to),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.is_drained_to(to),
         }
     }
 
@@ -158,6 +188,8 @@ impl Provider {
             Provider::Shm(shm) => shm.park(timeout, ready),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.park(timeout, ready),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.park(timeout, ready),
         }
     }
 
@@ -166,6 +198,8 @@ impl Provider {
             Provider::Shm(shm) => shm.alloc_region(len),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.alloc_region(len),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.alloc_region(len),
         }
     }
 
@@ -174,6 +208,8 @@ impl Provider {
             Provider::Shm(shm) => shm.put(key, offset, data),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.put(key, offset, data),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.put(key, offset, data),
         }
     }
 
@@ -182,6 +218,8 @@ impl Provider {
             Provider::Shm(shm) => shm.get(key, offset, dst),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.get(key, offset, dst),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.get(key, offset, dst),
         }
     }
 
@@ -190,6 +228,8 @@ impl Provider {
             Provider::Shm(shm) => shm.fetch_add(key, offset, value),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.fetch_add(key, offset, value),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.fetch_add(key, offset, value),
         }
     }
 
@@ -204,6 +244,8 @@ impl Provider {
             Provider::Shm(shm) => shm.compare_swap(key, offset, expected, new),
             #[cfg(feature = "ucx")]
             Provider::Ucx(ucx) => ucx.compare_swap(key, offset, expected, new),
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.compare_swap(key, offset, expected, new),
         }
     }
 }

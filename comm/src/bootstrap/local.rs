@@ -181,6 +181,15 @@ impl LocalBootstrap {
             && lock(&self.news.news).failed.contains(&place)
     }
 
+    /// A test of [`LocalBootstrap::is_failed`] that outlives `self`'s borrow.
+    #[cfg(feature = "ofi")]
+    pub(crate) fn failure_probe(&self) -> super::FailureProbe {
+        let news = self.news.clone();
+        super::FailureProbe::new(move |place| {
+            news.deaths.load(Ordering::Acquire) != 0 && lock(&news.news).failed.contains(&place)
+        })
+    }
+
     /// Places the launcher has reported dead so far.
     pub(crate) fn failed_places(&self) -> Vec<Place> {
         lock(&self.news.news).failed.clone()

@@ -156,6 +156,17 @@ impl Bootstrap {
         }
     }
 
+    /// A shareable [`Bootstrap::is_failed`], for a provider that waits on a peer inside an
+    /// operation (an RMA completion) and must not wait forever on a dead one.
+    #[cfg(feature = "ofi")]
+    pub(crate) fn failure_probe(&self) -> FailureProbe {
+        match self {
+            Bootstrap::Local(b) => b.failure_probe(),
+            // An external launcher ends the job when a place dies; no notice comes first.
+            _ => FailureProbe::new(|_| false),
+        }
+    }
+
     /// Places the launcher has reported dead so far (cheap; no blocking). Always empty under
     /// an external launcher.
     pub fn failed_places(&self) -> Vec<Place> {
@@ -163,5 +174,29 @@ impl Bootstrap {
             Bootstrap::Local(b) => b.failed_places(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// Whether a place is known to have died: a cheap test a provider can keep.
+#[cfg(feature = "ofi")]
+#[derive(Clone)]
+pub(crate) struct FailureProbe(std::sync::Arc<dyn Fn(Place) -> bool + Send + Sync>);
+
+#[cfg(feature = "ofi")]
+impl FailureProbe {
+    pub(crate) fn new(test: impl Fn(Place) -> bool + Send + Sync + 'static) -> FailureProbe {
+        FailureProbe(std::sync::Arc::new(test))
+    }
+
+    /// Whether `place` is known to have died.
+    pub(crate) fn is_failed(&self, place: Place) -> bool {
+        (self.0)(place)
+    }
+}
+
+#[cfg(feature = "ofi")]
+impl std::fmt::Debug for FailureProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureProbe")
     }
 }
