@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "sizes",
     "rma",
     "atomics",
+    "barrier",
     "bad_input",
     "handler_panic",
 ];
@@ -113,6 +114,7 @@ fn place_main(case: &str) -> CaseResult {
             "sizes" => sizes(&comm, &state)?,
             "rma" => rma(&comm)?,
             "atomics" => atomics(&comm)?,
+            "barrier" => barrier(&comm)?,
             "bad_input" => bad_input(&comm, &state)?,
             "handler_panic" => handler_panic(&comm, &state)?,
             other => return Err(format!("unknown case {other:?}; cases: {CASES:?}")),
@@ -404,6 +406,39 @@ fn rma(comm: &Comm) -> CaseResult {
 }
 
 /// Concurrent fetch_add from all places sums exactly; compare_swap has one winner.
+/// The bootstrap barrier holds every place until all have entered: in each round every place
+/// adds 1 to a counter at place 0, then, past a barrier, reads it and must see every place's
+/// add of the round (a barrier that lets a place through early shows a smaller count; the
+/// second barrier keeps the next round's adds away from this round's reads).
+fn barrier(comm: &Comm) -> CaseResult {
+    const ROUNDS: u64 = 100;
+    let region = comm.alloc_region(8).map_err(|e| e.to_string())?;
+    let keys = comm
+        .allgather_keys(region.key())
+        .map_err(|e| e.to_string())?;
+    let counter = &keys[0];
+    let n = comm.len() as u64;
+    for round in 1..=ROUNDS {
+        comm.fetch_add(counter, 0, 1)
+            .wait()
+            .map_err(|e| e.to_string())?;
+        comm.bootstrap_barrier().map_err(|e| e.to_string())?;
+        let seen = comm
+            .fetch_add(counter, 0, 0)
+            .wait()
+            .map_err(|e| e.to_string())?;
+        if seen != round * n {
+            return Err(format!(
+                "after barrier {round} the counter is {seen}, expected {}: a place left the \
+                 barrier before every place had entered it",
+                round * n
+            ));
+        }
+        comm.bootstrap_barrier().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 fn atomics(comm: &Comm) -> CaseResult {
     const ADDS: u64 = 20_000;
     let region = comm.alloc_region(64).map_err(|e| e.to_string())?;

@@ -247,9 +247,14 @@ impl Api {
         self.check("PMIx_Commit", status)
     }
 
-    /// `PMIx_Fence` over every process of `job` (a wildcard proc), collecting the committed
-    /// data when `collect`.
-    pub(crate) fn fence(&self, job: &Proc, collect: bool) -> Result<()> {
+    /// `PMIx_Fence` over every process of `job` (a wildcard proc), always with
+    /// `PMIX_COLLECT_DATA`.
+    ///
+    /// A fence without data collection is not a barrier under every server: Slurm's `mpi/pmix`
+    /// (22.05, with PMIx 4.2) completes it as soon as the places of the caller's node have
+    /// entered, without waiting for the other nodes. Collecting the data makes every server
+    /// wait for every place's contribution, so the fence synchronizes the whole job.
+    pub(crate) fn fence(&self, job: &Proc) -> Result<()> {
         let mut info = Info {
             key: [0; KEY_LEN],
             flags: 0,
@@ -261,14 +266,9 @@ impl Api {
         for (dst, &src) in info.key.iter_mut().zip(b"pmix.collect") {
             *dst = src as c_char;
         }
-        let (infos, ninfo) = if collect {
-            (&info as *const Info, 1)
-        } else {
-            (std::ptr::null(), 0)
-        };
-        // SAFETY: `job` points to one valid pmix_proc_t; `infos` is NULL with 0 or points
-        // to one valid pmix_info_t (NUL-terminated key, a bool value); both outlive the call.
-        let status = unsafe { (self.fence)(job, 1, infos, ninfo) };
+        // SAFETY: `job` points to one valid pmix_proc_t; `info` is one valid pmix_info_t
+        // (NUL-terminated key, a bool value); both outlive the call.
+        let status = unsafe { (self.fence)(job, 1, &info, 1) };
         self.check("PMIx_Fence", status)
     }
 

@@ -131,8 +131,7 @@ impl PmixClient {
         tagged.extend_from_slice(blob);
         self.api.put_bytes(&key, &tagged)?;
         self.api.commit()?;
-        self.api
-            .fence(&self.me.with_rank(ffi::RANK_WILDCARD), true)?;
+        self.api.fence(&self.me.with_rank(ffi::RANK_WILDCARD))?;
         (0..self.size)
             .map(|rank| {
                 if rank == self.rank() {
@@ -151,12 +150,13 @@ impl PmixClient {
             .collect()
     }
 
-    /// Returns when every place has entered (a fence without data).
+    /// Returns when every place has entered: a fence that collects data (nothing new is
+    /// committed), because a fence without data collection does not wait for the places of
+    /// other nodes under Slurm's `srun --mpi=pmix` ([`ffi::Api::fence`]).
     pub(crate) fn barrier(&self) -> Result<()> {
         let _serialized = self.round.lock().unwrap_or_else(PoisonError::into_inner);
         self.check_joined()?;
-        self.api
-            .fence(&self.me.with_rank(ffi::RANK_WILDCARD), false)
+        self.api.fence(&self.me.with_rank(ffi::RANK_WILDCARD))
     }
 }
 
