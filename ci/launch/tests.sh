@@ -60,7 +60,9 @@ case_end
 if command -v nc >/dev/null; then
     # A coordinator that accepts connections and never says a word.
     port=$((20000 + $$ % 20000))
-    timeout -s KILL 60 nc -lk 127.0.0.1 "$port" >/dev/null &
+    # Nothing of it may hold this script's output open: an orphaned listener would keep the
+    # pipe to ci/test.sh's tee alive after the script ends.
+    timeout 60 nc -lk 127.0.0.1 "$port" </dev/null >/dev/null 2>&1 &
     silent=$!
     wait_for 5 sh -c "ss -Hltn 'sport = :$port' | grep -q ."
     case_begin env_coordinator_never_answers
@@ -68,7 +70,8 @@ if command -v nc >/dev/null; then
         ATOLL_ENV_SECRET="$(new_secret)" "$HELLO"
     expect_failure_naming "coordinator.*127\\.0\\.0\\.1:$port"
     case_end
-    kill -KILL "$silent" 2>/dev/null
+    # TERM reaches `timeout`, which passes it on to nc (a KILL would orphan nc).
+    kill -TERM "$silent" 2>/dev/null
     wait "$silent" 2>/dev/null
 else
     case_skip env_coordinator_never_answers "nc not installed (Debian: netcat-openbsd)"
