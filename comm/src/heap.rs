@@ -40,6 +40,21 @@ impl HeapAllocator {
             .map_err(|_| ranges.total_available())
     }
 
+    /// [`HeapAllocator::alloc`] for place `here`, whose failure is
+    /// [`crate::Error::OutOfRegisteredMemory`].
+    pub(crate) fn alloc_registered(
+        &self,
+        here: crate::Place,
+        len: usize,
+    ) -> crate::Result<Range<usize>> {
+        self.alloc(len)
+            .map_err(|available| crate::Error::OutOfRegisteredMemory {
+                here,
+                requested: len,
+                available,
+            })
+    }
+
     /// Returns a range obtained from [`HeapAllocator::alloc`].
     pub(crate) fn free(&self, range: Range<usize>) {
         self.lock().free_range(range);
@@ -52,4 +67,31 @@ impl HeapAllocator {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `len` bytes of fresh, zeroed, private anonymous memory for a network provider's registered
+/// heap (pages are backed only when touched). The caller owns it and releases it with
+/// `munmap(ptr, len)`.
+#[cfg(any(feature = "ucx", feature = "ofi"))]
+pub(crate) fn map_anonymous(len: usize) -> crate::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a fresh private anonymous mapping at an address the kernel picks; it aliases no
+    // Rust object. MAP_NORESERVE: pages are committed only when touched.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(crate::Error::io(
+            format!("mapping {len} bytes of registered memory (lower ATOLL_SHM_HEAP_MB)"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    std::ptr::NonNull::new(ptr.cast::<u8>())
+        .ok_or_else(|| crate::Error::io("mmap", std::io::Error::other("null mapping")))
 }

@@ -222,6 +222,29 @@ impl Writer<rancor::BoxedError> for MessageWriter {
     }
 }
 
+/// Writes `prefix`, then `value` serialized, into `target`: what every provider's send does
+/// with a message. A value that does not fit the memory `target` may use is
+/// [`crate::Error::PayloadTooLarge`]; one rkyv cannot serialize, [`crate::Error::Serialize`].
+pub(crate) fn serialize_framed<T: Payload>(
+    prefix: &[u8],
+    value: &T,
+    target: &mut WriteTarget,
+) -> crate::Result<()> {
+    match target
+        .write_prefix(prefix)
+        .and_then(|()| serialize_into(value, target))
+    {
+        Ok(()) => Ok(()),
+        Err(source) => Err(match target.exhausted() {
+            Some((requested, available)) => crate::Error::PayloadTooLarge {
+                len: requested,
+                limit: available,
+            },
+            None => crate::Error::Serialize { source },
+        }),
+    }
+}
+
 /// Serializes `value` into `target`.
 pub(crate) fn serialize_into<T: Payload>(
     value: &T,

@@ -50,6 +50,18 @@ impl RemoteKey {
         self.offset
     }
 
+    /// The index of the key's place, if a job of `places` places has it (a peer's key may name
+    /// any place).
+    pub(crate) fn place_in(&self, places: usize) -> Result<usize> {
+        let place = self.place.index();
+        if place >= places {
+            return Err(Error::InvalidRemoteKey {
+                reason: format!("it names {}, but the job has {places} places", self.place),
+            });
+        }
+        Ok(place)
+    }
+
     /// The bytes `offset..offset + len` of the region, as an offset into its place's registered
     /// memory of `registered` bytes, if they are inside both the key's region and that memory.
     pub(crate) fn locate(&self, offset: usize, len: usize, registered: usize) -> Result<usize> {

@@ -23,25 +23,9 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps `len` zeroed bytes (pages are only backed when touched).
     pub(super) fn new(len: usize) -> Result<Mapping> {
-        // SAFETY: an anonymous mapping touches no existing memory; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(Error::io(
-                format!("mapping {len} bytes of registered memory (lower ATOLL_SHM_HEAP_MB)"),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        let base = crate::heap::map_anonymous(len)?;
         Ok(Mapping {
-            base: base.cast(),
+            base: base.as_ptr(),
             len,
         })
     }

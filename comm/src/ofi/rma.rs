@@ -35,27 +35,12 @@ impl OfiProvider {
 
     /// A buffer of `len` bytes of this place's registered memory.
     pub(super) fn stage(&self, len: usize) -> Result<Range<usize>> {
-        self.heap
-            .alloc(len)
-            .map_err(|available| Error::OutOfRegisteredMemory {
-                here: Place::new(self.here),
-                requested: len,
-                available,
-            })
+        self.heap.alloc_registered(Place::new(self.here), len)
     }
 
     /// The place and offset (in its registered memory) of `key`'s bytes `offset..offset+len`.
     fn locate(&self, key: &RemoteKey, offset: usize, len: usize) -> Result<(usize, usize)> {
-        let place = key.place().index();
-        if place >= self.places {
-            return Err(Error::InvalidRemoteKey {
-                reason: format!(
-                    "it names {}, but the job has {} places",
-                    key.place(),
-                    self.places
-                ),
-            });
-        }
+        let place = key.place_in(self.places)?;
         let registered = usize::try_from(self.peers[place].len).unwrap_or(usize::MAX);
         Ok((place, key.locate(offset, len, registered)?))
     }

@@ -9,7 +9,7 @@ use std::sync::MutexGuard;
 use rkyv::util::AlignedVec;
 
 use super::{fabric, lock, OfiProvider, DESCRIPTOR, HEADER, KIND_EAGER, KIND_RENDEZVOUS};
-use crate::payload::{serialize_into, Payload, WriteTarget};
+use crate::payload::{serialize_framed, Payload, WriteTarget};
 use crate::shm::Sent;
 use crate::{Error, Result};
 
@@ -88,7 +88,7 @@ impl OfiProvider {
                         self.mapping.base(),
                     )
                 };
-                if let Err(error) = self.serialize(prefix, value, &mut target) {
+                if let Err(error) = serialize_framed(prefix, value, &mut target) {
                     lock(&self.free_sends).push(slot);
                     // Registered memory full of rendezvous payloads not yet pulled: that is
                     // back-pressure; wait for receivers to take them.
@@ -129,7 +129,7 @@ impl OfiProvider {
                 self.mapping.base(),
             )
         };
-        self.serialize(prefix, value, &mut target)?;
+        serialize_framed(prefix, value, &mut target)?;
         let len = match target.take_spill() {
             None => {
                 write_header(
@@ -159,27 +159,6 @@ impl OfiProvider {
         producer.backlog.push_back(Pending::Bytes(bytes));
         self.backlog_pending.fetch_add(1, Ordering::Relaxed);
         Ok(Sent::Done)
-    }
-
-    fn serialize<T: Payload>(
-        &self,
-        prefix: &[u8],
-        value: &T,
-        target: &mut WriteTarget,
-    ) -> Result<()> {
-        match target
-            .write_prefix(prefix)
-            .and_then(|()| serialize_into(value, target))
-        {
-            Ok(()) => Ok(()),
-            Err(source) => Err(match target.exhausted() {
-                Some((requested, available)) => Error::PayloadTooLarge {
-                    len: requested,
-                    limit: available,
-                },
-                None => Error::Serialize { source },
-            }),
-        }
     }
 
     fn take_slot(&self) -> Option<u32> {

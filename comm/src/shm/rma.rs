@@ -12,14 +12,7 @@ use crate::{Error, Place, Result};
 impl ShmProvider {
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
         self.reclaim_rendezvous();
-        let range = self
-            .heap
-            .alloc(len)
-            .map_err(|available| Error::OutOfRegisteredMemory {
-                here: Place::new(self.here),
-                requested: len,
-                available,
-            })?;
+        let range = self.heap.alloc_registered(Place::new(self.here), len)?;
         let mapping: Arc<dyn Any + Send + Sync> = self.segments[self.here].clone();
         // SAFETY: the range comes from this heap's allocator, and the heap area stays mapped
         // for as long as the region lives (it holds the segment).
@@ -37,16 +30,7 @@ impl ShmProvider {
 
     /// The address of `key`'s bytes `offset..offset + len`, checked.
     pub(super) fn locate(&self, key: &RemoteKey, offset: usize, len: usize) -> Result<*mut u8> {
-        let place = key.place().index();
-        if place >= self.places() {
-            return Err(Error::InvalidRemoteKey {
-                reason: format!(
-                    "it names {}, but the job has {} places",
-                    key.place(),
-                    self.places()
-                ),
-            });
-        }
+        let place = key.place_in(self.places())?;
         let at = key.locate(offset, len, self.heap.bytes())?;
         // SAFETY: `at + len` is inside the place's heap (checked by `locate`).
         Ok(unsafe { self.views[place].heap().add(at) })

@@ -11,7 +11,7 @@ use super::ring::{RecordHeader, KIND_EAGER, KIND_RENDEZVOUS};
 use super::{
     doorbell, lock, Backlogged, ProducerState, Sent, ShmProvider, BACKLOG_INLINE, DESCRIPTOR,
 };
-use crate::payload::{serialize_into, Payload, WriteTarget};
+use crate::payload::{serialize_framed, Payload, WriteTarget};
 use crate::{Error, Result};
 
 impl ShmProvider {
@@ -67,7 +67,7 @@ impl ShmProvider {
                         self.own().heap(),
                     )
                 };
-                if let Err(error) = self.serialize(prefix, value, &mut target) {
+                if let Err(error) = serialize_framed(prefix, value, &mut target) {
                     // Registered memory full of rendezvous payloads not yet pulled: that is
                     // back-pressure, not a failure; wait for receivers to take them.
                     if matches!(error, Error::PayloadTooLarge { .. }) && self.rendezvous_in_flight()
@@ -100,7 +100,7 @@ impl ShmProvider {
         let mut target = unsafe {
             WriteTarget::new(bytes.as_mut_ptr(), capacity, &self.heap, self.own().heap())
         };
-        self.serialize(prefix, value, &mut target)?;
+        serialize_framed(prefix, value, &mut target)?;
         let item = match target.take_spill() {
             None => {
                 // SAFETY: the serializer initialised the first `len` bytes of the capacity.
@@ -116,27 +116,6 @@ impl ShmProvider {
         producer.backlog.push_back(item);
         self.backlog_pending.fetch_add(1, Ordering::Relaxed);
         Ok(Sent::Done)
-    }
-
-    pub(super) fn serialize<T: Payload>(
-        &self,
-        prefix: &[u8],
-        value: &T,
-        target: &mut WriteTarget,
-    ) -> Result<()> {
-        match target
-            .write_prefix(prefix)
-            .and_then(|()| serialize_into(value, target))
-        {
-            Ok(()) => Ok(()),
-            Err(source) => Err(match target.exhausted() {
-                Some((requested, available)) => Error::PayloadTooLarge {
-                    len: requested,
-                    limit: available,
-                },
-                None => Error::Serialize { source },
-            }),
-        }
     }
 
     pub(super) fn header(&self, handler: u16, kind: u8, len: usize) -> RecordHeader {

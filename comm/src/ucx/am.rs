@@ -30,7 +30,7 @@ use super::inbox::{Arrival, Body, HeldData, Pull};
 use super::shared::Shared;
 use super::status::{started, Started};
 use super::{Producer, UcxProvider};
-use crate::payload::{serialize_into, Payload, WriteTarget, RENDEZVOUS_HEADER};
+use crate::payload::{serialize_framed, Payload, WriteTarget, RENDEZVOUS_HEADER};
 use crate::shm::Sent;
 use crate::{Error, Place, Result};
 
@@ -127,20 +127,13 @@ impl UcxProvider {
                 base,
             )
         };
-        let serialized = target
-            .write_prefix(prefix)
-            .and_then(|()| serialize_into(value, &mut target));
-        if let Err(source) = serialized {
+        if let Err(error) = serialize_framed(prefix, value, &mut target) {
             self.shared.heap.free(slot);
-            return match target.exhausted() {
-                // Registered memory is full of messages UCX still sends: back-pressure.
-                Some(_) if self.shared.sends_in_flight() => Ok(Sent::Full),
-                Some((requested, available)) => Err(Error::PayloadTooLarge {
-                    len: requested,
-                    limit: available,
-                }),
-                None => Err(Error::Serialize { source }),
-            };
+            // Registered memory full of messages UCX still sends: back-pressure.
+            if matches!(error, Error::PayloadTooLarge { .. }) && self.shared.sends_in_flight() {
+                return Ok(Sent::Full);
+            }
+            return Err(error);
         }
         let len = target.len();
         let range = match target.take_spill() {

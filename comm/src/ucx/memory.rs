@@ -106,26 +106,8 @@ impl Mapping {
     }
 
     fn mmapped(context: &Arc<Context>, len: usize) -> Result<Mapping> {
-        // SAFETY: a fresh private anonymous mapping at an address the kernel picks; it aliases
-        // no Rust object. MAP_NORESERVE: pages are committed only when touched.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::io(
-                format!("mmap of {len} bytes of registered memory (lower ATOLL_SHM_HEAP_MB)"),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        let base = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| Error::io("mmap", std::io::Error::other("null mapping")))?;
+        let base = crate::heap::map_anonymous(len)?;
+        let ptr = base.as_ptr().cast::<c_void>();
         let params = sys::ucp_mem_map_params_t {
             field_mask: u64::from(
                 sys::UCP_MEM_MAP_PARAM_FIELD_ADDRESS | sys::UCP_MEM_MAP_PARAM_FIELD_LENGTH,

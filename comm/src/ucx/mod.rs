@@ -288,15 +288,10 @@ impl UcxProvider {
 
     /// Allocates `len` zeroed bytes of the registered heap.
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
-        let range =
-            self.shared
-                .heap
-                .alloc(len)
-                .map_err(|available| Error::OutOfRegisteredMemory {
-                    here: Place::new(self.here),
-                    requested: len,
-                    available,
-                })?;
+        let range = self
+            .shared
+            .heap
+            .alloc_registered(Place::new(self.here), len)?;
         let mapping: Arc<dyn Any + Send + Sync> = self.mapping.clone();
         // SAFETY: the range comes from this heap's allocator, whose area starts at the
         // mapping's base; the region keeps the mapping alive.

@@ -26,16 +26,7 @@ fn dt_make_contig(elem_size: usize) -> sys::ucp_datatype_t {
 impl UcxProvider {
     /// The place and remote address of `key`'s bytes `offset..offset + len`, checked.
     fn target(&self, key: &RemoteKey, offset: usize, len: usize) -> Result<(usize, u64)> {
-        let place = key.place().index();
-        if place >= self.places() {
-            return Err(Error::InvalidRemoteKey {
-                reason: format!(
-                    "it names {}, but the job has {} places",
-                    key.place(),
-                    self.places()
-                ),
-            });
-        }
+        let place = key.place_in(self.places())?;
         let at = key.locate(offset, len, self.mapping.len())?;
         Ok((place, at as u64))
     }
