@@ -90,6 +90,7 @@
 //! Every environment variable is listed, with its default, in [`config`].
 
 pub mod bootstrap;
+mod chaos;
 mod comm;
 pub mod config;
 mod error;

@@ -44,11 +44,11 @@ use std::ffi::c_void;
 use std::ops::Range;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
 
 use atoll_ofi_sys as sys;
 
 use crate::bootstrap::{Bootstrap, FailureProbe};
+use crate::chaos::Chaos;
 use crate::config::Config;
 use crate::heap::{HeapAllocator, HEAP_ALIGN};
 use crate::{Error, Place, Result};
@@ -106,8 +106,7 @@ struct Inbox {
 
 #[derive(Debug)]
 struct Delivery {
-    chaos: Option<fastrand::Rng>,
-    held_until: Option<Instant>,
+    chaos: Chaos,
 }
 
 /// State of an RMA slot.
@@ -262,10 +261,7 @@ impl OfiProvider {
                     queue: spin::Mutex::new(VecDeque::new()),
                     waiting: AtomicUsize::new(0),
                     delivery: spin::Mutex::new(Delivery {
-                        chaos: config.chaos_seed.map(|seed| {
-                            fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)
-                        }),
-                        held_until: None,
+                        chaos: Chaos::new(config.chaos_seed, here, from),
                     }),
                 })
                 .collect(),

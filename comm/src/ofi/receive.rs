@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{
     lock, Arrived, Delivery, OfiProvider, DESCRIPTOR, HEADER, INBOX_BUDGET, KIND_EAGER, KIND_PAD,
@@ -54,11 +54,8 @@ impl OfiProvider {
         state: &mut Delivery,
         deliver: &mut F,
     ) -> Result<usize> {
-        if let Some(until) = state.held_until {
-            if Instant::now() < until {
-                return Ok(0);
-            }
-            state.held_until = None;
+        if state.chaos.is_holding() {
+            return Ok(0);
         }
         let inbox = &self.inboxes[from];
         let mut delivered = 0;
@@ -78,12 +75,8 @@ impl OfiProvider {
                 Err(panic) => std::panic::resume_unwind(panic),
             };
             result?;
-            if let Some(rng) = state.chaos.as_mut() {
-                if rng.u8(..) < 32 {
-                    state.held_until =
-                        Some(Instant::now() + Duration::from_micros(rng.u64(1..400)));
-                    break;
-                }
+            if state.chaos.hold_after_delivery() {
+                break;
             }
         }
         Ok(delivered)

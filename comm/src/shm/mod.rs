@@ -29,11 +29,11 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use rkyv::util::AlignedVec;
 
 use crate::bootstrap::Bootstrap;
+use crate::chaos::Chaos;
 use crate::config::Config;
 use crate::heap::HeapAllocator;
 use crate::{Error, Place, Result};
@@ -82,8 +82,7 @@ pub(crate) struct ProducerState {
 #[derive(Debug)]
 struct ConsumerState {
     ring: Consumer,
-    chaos: Option<fastrand::Rng>,
-    held_until: Option<Instant>,
+    chaos: Chaos,
     /// Where rendezvous payloads from this sender are pulled to: reused, so that a stream of
     /// large messages does not fault in fresh pages for every one.
     pulled: AlignedVec,
@@ -191,10 +190,7 @@ impl ShmProvider {
                 head_hint: AtomicU64::new(0),
                 state: spin::Mutex::new(ConsumerState {
                     ring: Consumer::new(views[here], from),
-                    chaos: config.chaos_seed.map(|seed| {
-                        fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)
-                    }),
-                    held_until: None,
+                    chaos: Chaos::new(config.chaos_seed, here, from),
                     pulled: AlignedVec::new(),
                 }),
             })

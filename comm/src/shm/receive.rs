@@ -2,7 +2,7 @@
 //! sleeping on the doorbell.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rkyv::util::AlignedVec;
 
@@ -54,11 +54,8 @@ impl ShmProvider {
         state: &mut ConsumerState,
         deliver: &mut F,
     ) -> Result<usize> {
-        if let Some(until) = state.held_until {
-            if Instant::now() < until {
-                return Ok(0);
-            }
-            state.held_until = None;
+        if state.chaos.is_holding() {
+            return Ok(0);
         }
         let sender = Place::new(from);
         let byte_budget = self.own().layout().ring_bytes / 4;
@@ -127,12 +124,8 @@ impl ShmProvider {
                 Err(panic) => std::panic::resume_unwind(panic),
             };
             result?;
-            if let Some(rng) = state.chaos.as_mut() {
-                if rng.u8(..) < 32 {
-                    state.held_until =
-                        Some(Instant::now() + Duration::from_micros(rng.u64(1..400)));
-                    break;
-                }
+            if state.chaos.hold_after_delivery() {
+                break;
             }
         }
         Ok(delivered)

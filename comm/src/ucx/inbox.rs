@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use rkyv::util::AlignedVec;
 
 use super::am::{Header, KIND_EAGER};
+use crate::chaos::Chaos;
 use crate::{Error, Place, Result};
 
 /// How far ahead of the next expected message a sequence number may be.
@@ -135,8 +135,7 @@ struct Arrivals {
 
 #[derive(Debug)]
 struct Delivery {
-    chaos: Option<fastrand::Rng>,
-    held_until: Option<Instant>,
+    chaos: Chaos,
 }
 
 /// The inbox of the messages of one sender.
@@ -156,10 +155,7 @@ impl Inbox {
                 slots: VecDeque::new(),
             }),
             delivery: spin::Mutex::new(Delivery {
-                chaos: chaos_seed.map(|seed| {
-                    fastrand::Rng::with_seed(seed ^ ((here as u64) << 32) ^ from as u64)
-                }),
-                held_until: None,
+                chaos: Chaos::new(chaos_seed, here, from),
             }),
         }
     }
@@ -225,11 +221,8 @@ impl Inbox {
         let Some(mut delivery) = self.delivery.try_lock() else {
             return Ok(0);
         };
-        if let Some(until) = delivery.held_until {
-            if Instant::now() < until {
-                return Ok(0);
-            }
-            delivery.held_until = None;
+        if delivery.chaos.is_holding() {
+            return Ok(0);
         }
         let mut delivered = 0;
         while delivered < BUDGET {
@@ -244,12 +237,8 @@ impl Inbox {
                 Err(panic) => std::panic::resume_unwind(panic),
             };
             result?;
-            if let Some(rng) = delivery.chaos.as_mut() {
-                if rng.u8(..) < 32 {
-                    delivery.held_until =
-                        Some(Instant::now() + Duration::from_micros(rng.u64(1..400)));
-                    break;
-                }
+            if delivery.chaos.hold_after_delivery() {
+                break;
             }
         }
         Ok(delivered)
