@@ -198,6 +198,11 @@ impl Comm {
         self.inner.bootstrap.hosts()
     }
 
+    /// For each place, the index in [`Comm::hosts`] of the host it runs on.
+    pub fn host_of_places(&self) -> Vec<usize> {
+        self.inner.bootstrap.host_of_places()
+    }
+
     /// The name of the transport in use (`shm`, `ucx`, `ofi`).
     pub fn provider_name(&self) -> &'static str {
         self.inner.provider.name()

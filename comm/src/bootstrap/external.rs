@@ -74,6 +74,10 @@ impl<C: Exchange> External<C> {
         &self.members.hosts
     }
 
+    pub(crate) fn host_of(&self) -> &[usize] {
+        &self.members.host_of
+    }
+
     pub(crate) fn allgather(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.client.allgather(blob)
     }

@@ -20,6 +20,8 @@ pub(crate) struct Members {
     pub(crate) local_size: usize,
     /// The job's distinct host names, in order of their lowest place.
     pub(crate) hosts: Vec<String>,
+    /// For each place, the index in `hosts` of its host.
+    pub(crate) host_of: Vec<usize>,
 }
 
 /// This process's host name.
@@ -76,15 +78,22 @@ pub(crate) fn check(rank: usize, ours: u64, blobs: &[Vec<u8>]) -> Result<Members
     let local_rank = names[..rank].iter().filter(|h| *h == mine).count();
     let local_size = names.iter().filter(|h| *h == mine).count();
     let mut hosts: Vec<String> = Vec::new();
+    let mut host_of = Vec::with_capacity(names.len());
     for name in &names {
-        if !hosts.iter().any(|h| h == name) {
-            hosts.push((*name).to_owned());
-        }
+        let index = match hosts.iter().position(|h| h == name) {
+            Some(index) => index,
+            None => {
+                hosts.push((*name).to_owned());
+                hosts.len() - 1
+            }
+        };
+        host_of.push(index);
     }
     Ok(Members {
         local_rank,
         local_size,
         hosts,
+        host_of,
     })
 }
 
@@ -101,6 +110,7 @@ mod tests {
         let m = check(3, 7, &blobs).unwrap();
         assert_eq!((m.local_rank, m.local_size), (2, 3));
         assert_eq!(m.hosts, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(m.host_of, vec![0, 1, 0, 0, 1]);
         let m = check(1, 7, &blobs).unwrap();
         assert_eq!((m.local_rank, m.local_size), (0, 2));
     }

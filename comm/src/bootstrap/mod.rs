@@ -107,6 +107,12 @@ impl Bootstrap {
         ])
     }
 
+    /// For each place, the index in [`Bootstrap::hosts`] of the host it runs on: places with
+    /// the same index share a host (and can share memory).
+    pub fn host_of_places(&self) -> Vec<usize> {
+        external!(self, b => b.host_of().to_vec(), Local(b) => vec![0; b.size()])
+    }
+
     /// This place's index.
     pub fn rank(&self) -> usize {
         external!(self, b => b.rank(), Local(b) => b.rank())
