@@ -73,6 +73,7 @@ impl CommBuilder {
     /// status; it never returns then. Call it first in `main`: what runs before it runs in
     /// the launcher too.
     pub fn init(self) -> Result<Comm> {
+        crate::log::init_from_env();
         let config = match self.config {
             Some(config) => config,
             None => Config::from_env()?,

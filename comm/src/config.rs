@@ -19,7 +19,8 @@
 //! | `ATOLL_COORDINATOR` | unset | `host:port` of the `env` bootstrap's coordinator, which place 0 runs (it listens there; the others connect) |
 //! | `ATOLL_ENV_RANK` | unset | this place's rank in an `env` job (with `ATOLL_PLACES` as the job's size) |
 //! | `ATOLL_ENV_SECRET` | unset | the `env` job's secret, 32 hexadecimal digits, the same at every place; every place presents it to the coordinator (make one with `openssl rand -hex 16`) |
-//! | `FI_PROVIDER` | unset (libfabric's first match) | read by libfabric itself, for `ATOLL_PROVIDER=ofi`: which libfabric provider carries the job (`shm`, `tcp;ofi_rxm`, `verbs;ofi_rxm`, ...; `fi_info -t FI_EP_RDM` lists them). Every place must use the same. libfabric's own variables (`FI_TCP_IFACE`, `FI_LOG_LEVEL`, ...) apply as well |
+//! | `ATOLL_LOG` | unset | a `tracing` filter (as `RUST_LOG` takes it, e.g. `debug` or `atoll_comm=debug`): Atoll's diagnostics on standard error, each place its own lines |
+//! | `FI_PROVIDER` | unset (libfabric's first match) | read by libfabric itself, for `ATOLL_PROVIDER=ofi`: which libfabric providers it loads (`shm`, `tcp;ofi_rxm`, `verbs;ofi_rxm`, ...; `fi_info -t FI_EP_RDM` lists them). The first that offers what Atoll needs reaches every place (passing over `shm` when the job spans hosts); when it is not `shm` and `shm` is loaded, places of one host talk over `shm`: `FI_PROVIDER='shm,tcp;ofi_rxm'` (or unset) keeps shared memory within a host, `FI_PROVIDER='tcp;ofi_rxm'` sends everything over tcp. Every place must use the same. libfabric's own variables (`FI_TCP_IFACE`, `FI_LOG_LEVEL`, ...) apply as well |
 //!
 //! Under an external bootstrap (`pmix`, `pmi`, `env`), `ATOLL_CONNECT_TIMEOUT_S` (default `10`
 //! there) bounds each wait for an answer from the PMI server or the coordinator, and the wait
@@ -39,6 +40,8 @@ use crate::{Error, Result};
 pub const PLACES: &str = "ATOLL_PLACES";
 /// Transport provider (`ATOLL_PROVIDER`).
 pub const PROVIDER: &str = "ATOLL_PROVIDER";
+/// Diagnostics filter (`ATOLL_LOG`).
+pub const LOG: &str = "ATOLL_LOG";
 /// Chaos-mode seed (`ATOLL_CHAOS`).
 pub const CHAOS: &str = "ATOLL_CHAOS";
 /// Output tagging by the local launcher (`ATOLL_TAG_OUTPUT`).

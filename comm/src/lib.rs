@@ -96,6 +96,7 @@ pub mod config;
 mod error;
 mod handler;
 mod heap;
+mod log;
 pub(crate) mod launch;
 #[cfg(feature = "ofi")]
 mod ofi;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use atoll_ofi_sys as sys;
 
-use super::{fabric, lock, Arrived, OfiProvider, OP_DONE, OP_FAILED, OP_PENDING};
+use super::{fabric, lock, Arrived, OfiProvider, Via, OP_DONE, OP_FAILED, OP_PENDING};
 use crate::{Error, Place};
 
 /// Completions read per `fi_cq_read` call.
@@ -31,8 +31,8 @@ impl OfiProvider {
         })
     }
 
-    /// Reads the completion queue until it is empty (or another thread is reading it).
-    /// Returns how many completions were processed.
+    /// Reads the completion queues until they are empty (or another thread is reading
+    /// them). Returns how many completions were processed.
     pub(super) fn poll_completions(&self) -> usize {
         let Ok(_reading) = self.cq.try_lock() else {
             return 0;
@@ -40,30 +40,32 @@ impl OfiProvider {
         let mut entries = [sys::fi_cq_data_entry::default(); BATCH];
         let mut sources = [0 as sys::fi_addr_t; BATCH];
         let mut total = 0;
-        loop {
-            let rc = self.endpoint.read_completions(&mut entries, &mut sources);
-            if rc == -(sys::FI_EAVAIL as isize) {
-                if let Some((context, error)) = self.endpoint.read_error() {
-                    self.failed(context, error);
-                    total += 1;
-                    continue;
+        for (via, endpoint) in self.routes.endpoints() {
+            loop {
+                let rc = endpoint.read_completions(&mut entries, &mut sources);
+                if rc == -(sys::FI_EAVAIL as isize) {
+                    if let Some((context, error)) = endpoint.read_error() {
+                        self.failed(context, error);
+                        total += 1;
+                        continue;
+                    }
+                    break;
                 }
-                break;
-            }
-            if rc < 0 {
-                self.report(fabric::error((-rc) as i32, "fi_cq_read"));
-                break;
-            }
-            if rc == 0 {
-                break;
-            }
-            let count = rc as usize;
-            for (entry, source) in entries[..count].iter().zip(&sources[..count]) {
-                self.completed(entry, *source);
-            }
-            total += count;
-            if count < BATCH {
-                break;
+                if rc < 0 {
+                    self.report(fabric::error((-rc) as i32, "fi_cq_read"));
+                    break;
+                }
+                if rc == 0 {
+                    break;
+                }
+                let count = rc as usize;
+                for (entry, source) in entries[..count].iter().zip(&sources[..count]) {
+                    self.completed(entry, via, *source);
+                }
+                total += count;
+                if count < BATCH {
+                    break;
+                }
             }
         }
         if total > 0 {
@@ -72,7 +74,7 @@ impl OfiProvider {
         total
     }
 
-    fn completed(&self, entry: &sys::fi_cq_data_entry, source: sys::fi_addr_t) {
+    fn completed(&self, entry: &sys::fi_cq_data_entry, via: Via, source: sys::fi_addr_t) {
         match self.owner(entry.op_context) {
             Some(Owner::Recv(buffer)) => {
                 // With FI_SOURCE the transport names the sender; without it the record's own
@@ -80,7 +82,7 @@ impl OfiProvider {
                 let from = if source == u64::MAX {
                     self.claimed_sender(buffer, entry.len)
                 } else {
-                    source as usize
+                    self.routes.place_at(via, source).unwrap_or(usize::MAX)
                 };
                 if from >= self.places {
                     self.report(Error::PlaceOutOfRange {

@@ -1,12 +1,14 @@
 //! The libfabric provider (`ATOLL_PROVIDER=ofi`, cargo feature `ofi`).
 //!
-//! One reliable-datagram endpoint (`FI_EP_RDM`) per place, of the libfabric provider that
+//! A reliable-datagram endpoint (`FI_EP_RDM`) per place, of the libfabric provider that
 //! `FI_PROVIDER` names (or the first that offers what Atoll needs), with one completion queue
-//! and a table address vector in which place `i` is `fi_addr_t` `i`. Addresses and memory keys
-//! travel through the bootstrap's all-gather.
+//! and a table address vector in which place `i` is `fi_addr_t` `i`; and, when that provider
+//! is not `shm` and other places share the host, a second endpoint of libfabric's `shm`
+//! provider for them ([`routes`]). Addresses and memory keys travel through the bootstrap's
+//! all-gather.
 //!
 //! - Memory ([`memory`]): one anonymous mapping per place (`ATOLL_SHM_HEAP_MB`), registered
-//!   once. At start it is carved into receive buffers (pre-posted) and send buffers, one eager
+//!   once with each endpoint. At start it is carved into receive buffers (pre-posted) and send buffers, one eager
 //!   record each; the rest serves regions, rendezvous payloads and RMA staging buffers.
 //! - Active messages ([`send`], [`receive`]): a record (16-byte header, then the payload) is
 //!   serialized once, straight into a registered send buffer, and sent with `fi_send`. A
@@ -15,9 +17,10 @@
 //!   record, which frees the sender's buffer. Order per (sender, receiver) is the provider's
 //!   send-after-send order (`FI_ORDER_SAS`, required at `fi_getinfo`) plus delivery from one
 //!   queue per sender, in which a rendezvous record is pulled before anything behind it runs.
-//! - Completions ([`completion`]): `fi_cq_read` under a lock that is only ever try-locked;
-//!   processing a completion never runs a handler: arrived records are queued per sender and
-//!   delivered by `progress` after the queue is left, so a handler may send and progress.
+//! - Completions ([`completion`]): `fi_cq_read` of each endpoint's queue in turn, under a
+//!   lock that is only ever try-locked; processing a completion never runs a handler: arrived
+//!   records are queued per sender and delivered by `progress` after the queue is left, so a
+//!   handler may send and progress.
 //! - RMA and atomics ([`rma`]): `fi_write` with `FI_DELIVERY_COMPLETE`, `fi_read`,
 //!   `fi_fetch_atomic` (`FI_SUM`) and `fi_compare_atomic` (`FI_CSWAP`) on `u64`, staged through
 //!   registered buffers, waited for by polling the completion queue. A provider without
@@ -37,6 +40,7 @@ mod fabric;
 mod memory;
 mod receive;
 mod rma;
+mod routes;
 mod send;
 
 use std::collections::VecDeque;
@@ -54,7 +58,8 @@ use crate::heap::{HeapAllocator, HEAP_ALIGN};
 use crate::{Error, Place, Result};
 
 use fabric::Endpoint;
-use memory::{Mapping, PeerMemory};
+use memory::Mapping;
+use routes::{Routes, Via};
 pub(crate) use send::Producer;
 
 /// Bytes of a record header: payload length (u32), claimed sender (u32), handler (u16), kind
@@ -117,10 +122,10 @@ const OP_FAILED: u32 = 3;
 
 /// The libfabric provider of one place.
 ///
-/// Field order is drop order: the endpoint (which closes every libfabric object) goes before
-/// the contexts and memory libfabric may still touch until it is closed.
+/// Field order is drop order: the endpoints (which close every libfabric object) go before
+/// the contexts and memory libfabric may still touch until they are closed.
 pub(crate) struct OfiProvider {
-    endpoint: Endpoint,
+    routes: Routes,
     contexts: Box<[OpContext]>,
     mapping: Arc<Mapping>,
     heap: Arc<HeapAllocator>,
@@ -131,11 +136,13 @@ pub(crate) struct OfiProvider {
     buffer_bytes: usize,
     recv_base: usize,
     recv_count: usize,
+    /// Receive buffers below this index are posted to the network endpoint, the others to
+    /// the shm endpoint.
+    recv_network: usize,
     send_base: usize,
     send_count: usize,
     /// Largest single RMA transfer.
     max_transfer: usize,
-    peers: Vec<PeerMemory>,
     free_sends: Mutex<Vec<u32>>,
     send_dest: Box<[AtomicUsize]>,
     /// Sends posted to each place and not yet completed.
@@ -171,7 +178,7 @@ impl std::fmt::Debug for OfiProvider {
         f.debug_struct("OfiProvider")
             .field("here", &self.here)
             .field("places", &self.places)
-            .field("provider", &self.endpoint.caps().name)
+            .field("provider", &self.routes.describe())
             .finish_non_exhaustive()
     }
 }
@@ -181,41 +188,21 @@ impl OfiProvider {
     /// every place, and posts the receive buffers.
     pub(crate) fn new(bootstrap: &Bootstrap, config: &Config) -> Result<OfiProvider> {
         let (here, places) = (bootstrap.rank(), bootstrap.size());
-        // Open and register first, but always take part in the exchange: a place that failed
-        // contributes an empty blob, so that the others fail too instead of waiting.
         let shm_name =
             crate::shm::segment_names::segment_name(bootstrap.job_id(), &format!("ofi{here}"));
-        let opened = Self::open(config, shm_name.trim_start_matches('/'));
-        let blob = match &opened {
-            Ok((endpoint, memory, _)) => endpoint
-                .name()
-                .map(|name| memory::encode_blob(memory, &name)),
-            Err(_) => Ok(Vec::new()),
-        };
-        let blobs = bootstrap.allgather(blob.as_deref().unwrap_or(&[]))?;
-        let (endpoint, own, mapping) = opened?;
-        let name_len = blob?.len() - memory::encode_blob(&own, &[]).len();
-        let mut peers = Vec::with_capacity(places);
-        let mut names = Vec::with_capacity(places);
-        for (place, blob) in blobs.iter().enumerate() {
-            let (memory, name) = memory::decode_blob(place, blob, name_len)?;
-            peers.push(memory);
-            names.push(name);
-        }
-        endpoint.insert_addresses(&names)?;
-        if !endpoint.has_u64_atomics() {
-            return Err(Error::Ofi {
-                what: format!("libfabric provider {}", endpoint.caps().name),
-                code: sys::FI_ENOSYS as i32,
-                text: "it offers no fetching u64 sum or compare-and-swap, which Atoll's \
-                       fetch_add and compare_swap need; choose another with FI_PROVIDER"
-                    .into(),
-            });
-        }
+        let mapping = Arc::new(Mapping::new(config.shm_heap_bytes)?);
+        let routes = Routes::establish(bootstrap, &mapping, shm_name.trim_start_matches('/'))?;
 
         let heap = Arc::new(HeapAllocator::new(mapping.len()));
         let buffer_bytes = (HEADER + config.eager_max).next_multiple_of(HEAP_ALIGN);
-        let recv_count = (32 * places).clamp(256, 1024);
+        // Receive buffers for each endpoint that some place sends to.
+        let buffers_for = |peers: usize| match peers {
+            0 => 0,
+            _ => (32 * peers).clamp(256, 1024),
+        };
+        let (network_peers, shm_peers) = routes.peer_counts();
+        let recv_network = buffers_for(network_peers);
+        let recv_count = recv_network + buffers_for(shm_peers);
         let send_count = 256;
         let carve = |count: usize| {
             heap.alloc(count * buffer_bytes)
@@ -231,9 +218,9 @@ impl OfiProvider {
         let contexts: Box<[OpContext]> = (0..recv_count + send_count + RMA_OPS)
             .map(|_| OpContext::default())
             .collect();
-        let max_transfer = endpoint.caps().max_msg_size.clamp(4096, 4 << 20);
+        let max_transfer = routes.max_msg_size().clamp(4096, 4 << 20);
         let provider = OfiProvider {
-            endpoint,
+            routes,
             contexts,
             mapping,
             heap,
@@ -243,10 +230,10 @@ impl OfiProvider {
             buffer_bytes,
             recv_base,
             recv_count,
+            recv_network,
             send_base,
             send_count,
             max_transfer,
-            peers,
             free_sends: Mutex::new((0..send_count as u32).rev().collect()),
             send_dest: (0..send_count).map(|_| AtomicUsize::new(0)).collect(),
             inflight: (0..places).map(|_| AtomicUsize::new(0)).collect(),
@@ -285,26 +272,10 @@ impl OfiProvider {
         bootstrap.barrier()?;
         tracing::debug!(
             here,
-            provider = %provider.endpoint.caps().name,
-            mr_mode = provider.endpoint.caps().mr_mode,
-            "ofi endpoint ready"
+            provider = %provider.routes.describe(),
+            "ofi endpoints ready"
         );
         Ok(provider)
-    }
-
-    fn open(config: &Config, shm_name: &str) -> Result<(Endpoint, PeerMemory, Arc<Mapping>)> {
-        let mut endpoint = Endpoint::open(shm_name)?;
-        let mapping = Arc::new(Mapping::new(config.shm_heap_bytes)?);
-        // SAFETY: the mapping outlives the endpoint: the provider drops its endpoint first and
-        // holds the mapping's Arc after it.
-        let key = unsafe { endpoint.register(mapping.base(), mapping.len())? };
-        let virt = endpoint.caps().mr_mode & sys::FI_MR_VIRT_ADDR != 0;
-        let memory = PeerMemory {
-            base: if virt { mapping.base() as u64 } else { 0 },
-            key,
-            len: mapping.len() as u64,
-        };
-        Ok((endpoint, memory, mapping))
     }
 
     /// The address of `offset` in this place's registered memory.
@@ -334,14 +305,27 @@ impl OfiProvider {
         self.at(self.send_base + slot as usize * self.buffer_bytes)
     }
 
+    /// The endpoint receive buffer `buffer` is posted to.
+    fn receiving_endpoint(&self, buffer: u32) -> &Endpoint {
+        self.routes
+            .endpoint(if (buffer as usize) < self.recv_network {
+                Via::Network
+            } else {
+                Via::SharedMemory
+            })
+    }
+
     fn post_recv(&self, buffer: u32) -> Result<()> {
         let context = self.context(buffer as usize);
         // SAFETY: the buffer is registered memory reserved for receive buffer `buffer`, not
         // in use (it was just delivered or never posted); its context is ours alone, both live
         // until the endpoint closes.
         let rc = unsafe {
-            self.endpoint
-                .recv(self.recv_buffer(buffer), self.buffer_bytes, context)
+            self.receiving_endpoint(buffer).recv(
+                self.recv_buffer(buffer),
+                self.buffer_bytes,
+                context,
+            )
         };
         if rc == fabric::EAGAIN {
             lock(&self.unposted).push(buffer);

@@ -188,7 +188,7 @@ impl OfiProvider {
             u64::from_le_bytes(bytes)
         };
         let (offset, len) = (word(0), word(8));
-        let registered = self.peers[from].len;
+        let registered = self.routes.to(from).memory.len;
         let end = offset
             .checked_add(crate::payload::RENDEZVOUS_HEADER as u64)
             .and_then(|start| start.checked_add(len));
@@ -220,7 +220,7 @@ impl OfiProvider {
         if self.has_incoming() || ready() {
             return;
         }
-        if self.endpoint.wait(self.notifier.fd, timeout) {
+        if self.routes.wait(self.notifier.fd, timeout) {
             return;
         }
         let doorbell = lock(&self.doorbell);

@@ -41,7 +41,7 @@ impl OfiProvider {
     /// The place and offset (in its registered memory) of `key`'s bytes `offset..offset+len`.
     fn locate(&self, key: &RemoteKey, offset: usize, len: usize) -> Result<(usize, usize)> {
         let place = key.place_in(self.places)?;
-        let registered = usize::try_from(self.peers[place].len).unwrap_or(usize::MAX);
+        let registered = usize::try_from(self.routes.to(place).memory.len).unwrap_or(usize::MAX);
         Ok((place, key.locate(offset, len, registered)?))
     }
 
@@ -52,19 +52,25 @@ impl OfiProvider {
         }
         let chunk = data.len().min(self.max_transfer);
         let staging = self.stage(chunk)?;
-        let peer = self.peers[to];
+        let path = self.routes.to(to);
         for (index, piece) in data.chunks(chunk).enumerate() {
             let local = self.at(staging.start);
             // SAFETY: the staging buffer holds `chunk >= piece.len()` bytes and is not lent to
             // libfabric between operations (each is waited for below).
             unsafe { std::ptr::copy_nonoverlapping(piece.as_ptr(), local, piece.len()) };
-            let remote = peer.addr(at + index * chunk);
+            let remote = path.memory.addr(at + index * chunk);
             let result = self.run(to, "fi_write", |context| {
                 // SAFETY: the staging buffer is registered and stays allocated until the
                 // completion (`finish` leaks it if the wait is given up).
                 unsafe {
-                    self.endpoint
-                        .write(local, piece.len(), to, remote, peer.key, context)
+                    path.endpoint.write(
+                        local,
+                        piece.len(),
+                        path.addr,
+                        remote,
+                        path.memory.key,
+                        context,
+                    )
                 }
             });
             if let Err(error) = result {
@@ -111,16 +117,19 @@ impl OfiProvider {
         local: usize,
         len: usize,
     ) -> Result<()> {
-        let peer = self.peers[from];
+        let path = self.routes.to(from);
         let mut done = 0;
         while done < len {
             let n = (len - done).min(self.max_transfer);
             let buffer = self.at(local + done);
-            let addr = peer.addr(remote + done);
+            let addr = path.memory.addr(remote + done);
             self.run(from, "fi_read", |context| {
                 // SAFETY: the local bytes are registered memory owned by the caller, who keeps
                 // them allocated until the completion (or leaks them).
-                unsafe { self.endpoint.read(buffer, n, from, addr, peer.key, context) }
+                unsafe {
+                    path.endpoint
+                        .read(buffer, n, path.addr, addr, path.memory.key, context)
+                }
             })?;
             done += n;
         }
@@ -132,7 +141,7 @@ impl OfiProvider {
             return Err(Error::Misaligned { offset, align: 8 });
         }
         let (to, at) = self.locate(key, offset, 8)?;
-        Ok((to, self.peers[to].addr(at)))
+        Ok((to, self.routes.to(to).memory.addr(at)))
     }
 
     pub(crate) fn fetch_add(&self, key: &RemoteKey, offset: usize, value: u64) -> Result<u64> {
@@ -145,12 +154,18 @@ impl OfiProvider {
             operand.write(value);
             operand.add(1)
         };
-        let key_value = self.peers[to].key;
+        let path = self.routes.to(to);
         let outcome = self.run(to, "fi_fetch_atomic", |context| {
             // SAFETY: both words are registered and stay allocated until the completion.
             unsafe {
-                self.endpoint
-                    .fetch_atomic(operand, result, to, addr, key_value, context)
+                path.endpoint.fetch_atomic(
+                    operand,
+                    result,
+                    path.addr,
+                    addr,
+                    path.memory.key,
+                    context,
+                )
             }
         });
         if let Err(error) = outcome {
@@ -179,17 +194,17 @@ impl OfiProvider {
             words.add(1).write(expected);
             (words, words.add(1), words.add(2))
         };
-        let key_value = self.peers[to].key;
+        let path = self.routes.to(to);
         let outcome = self.run(to, "fi_compare_atomic", |context| {
             // SAFETY: the three words are registered and stay allocated until the completion.
             unsafe {
-                self.endpoint.compare_atomic(
+                path.endpoint.compare_atomic(
                     new_at,
                     expected_at,
                     result,
-                    to,
+                    path.addr,
                     addr,
-                    key_value,
+                    path.memory.key,
                     context,
                 )
             }

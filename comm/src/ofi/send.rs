@@ -173,7 +173,11 @@ impl OfiProvider {
         let context = self.context(self.recv_count + slot as usize);
         // SAFETY: the buffer holds `len <= buffer_bytes` bytes of a record and belongs to this
         // send until its completion returns it to the free list; its context likewise.
-        let rc = unsafe { self.endpoint.send(self.send_buffer(slot), len, to, context) };
+        let path = self.routes.to(to);
+        let rc = unsafe {
+            path.endpoint
+                .send(self.send_buffer(slot), len, path.addr, context)
+        };
         if rc >= 0 {
             return Ok(true);
         }
