@@ -5,14 +5,27 @@
 # The shm provider cannot span hosts: a job placed on both is refused with an error naming
 # the network providers, which also proves that the bootstrap's all-gather crossed the hosts.
 # The network providers run the programs when the build has their cargo feature (CARGO_ARGS
-# names `ucx` or `ofi`), over TCP on the veth pair.
+# names `ucx` or `ofi`), over TCP on the veth pair between the hosts and over shared memory
+# between the places of one host (`ofi::routes` cases check which endpoint each place uses).
 
 # has_feature NAME: whether the build's cargo arguments name feature NAME.
 has_feature() { [[ " ${CARGO_ARGS[*]} " =~ [\ /,=]$1([\ ,]|$) ]]; }
 
 # The variables that put each network provider on the veth pair over TCP.
 UCX_ENV=(ATOLL_PROVIDER=ucx "UCX_TLS=tcp,self" UCX_NET_DEVICES="$H1_DEV")
-OFI_ENV=(ATOLL_PROVIDER=ofi "FI_PROVIDER=tcp;ofi_rxm" FI_TCP_IFACE="$H1_DEV")
+# libfabric: tcp across the hosts, and its shm provider (loaded because FI_PROVIDER names it)
+# between the places of one host.
+OFI_ENV=(ATOLL_PROVIDER=ofi "FI_PROVIDER=shm,tcp;ofi_rxm" FI_TCP_IFACE="$H1_DEV")
+
+# expect_ofi_routes: each place of a 4-place job with places 0 and 1 on one host and 2 and 3
+# on the other logged (ATOLL_LOG) that it reaches its own host's places over shm and the
+# others over tcp.
+expect_ofi_routes() {
+    expect_status ok
+    expect_line 'ofi routes here=[01] network=tcp;ofi_rxm over_shm=\[0, 1\]$' 2
+    expect_line 'ofi routes here=[23] network=tcp;ofi_rxm over_shm=\[2, 3\]$' 2
+}
+OFI_ROUTES_LOG=ATOLL_LOG=atoll_comm::ofi::routes=debug
 
 # The error of the shm provider for a job on both hosts.
 SHM_ACROSS_HOSTS='on 2 hosts \((h1, h2|h2, h1)\).*ATOLL_PROVIDER=(ucx|ofi)'
@@ -33,6 +46,11 @@ two_host_env_cases() {
     if has_feature ofi; then
         ENV_EXTRA=("${OFI_ENV[@]}")
         check_env_job env_two_hosts_ofi "$H1_ADDR:$port" on_h1 on_h1 on_h2 on_h2
+        ENV_EXTRA=("${OFI_ENV[@]}" "$OFI_ROUTES_LOG")
+        case_begin env_two_hosts_ofi::routes
+        env_job "$OK_LIMIT" "$H1_ADDR:$port" "$HELLO"
+        expect_ofi_routes
+        case_end
     else
         case_skip env_two_hosts_ofi "the build has no ofi feature"
     fi
@@ -69,5 +87,11 @@ two_node_slurm_cases() {
             check_programs "srun_two_nodes_${mpi}_$provider" on_h1 srun --mpi="$mpi" -N 2 -n 4
         done
     done
+    if has_feature ofi; then
+        case_begin srun_two_nodes_pmix_ofi::routes
+        case_run "$OK_LIMIT" on_h1 env "${OFI_ENV[@]}" "$OFI_ROUTES_LOG" srun --mpi=pmix -N 2 -n 4 "$HELLO"
+        expect_ofi_routes
+        case_end
+    fi
     ENV_EXTRA=()
 }

@@ -96,8 +96,8 @@ pub mod config;
 mod error;
 mod handler;
 mod heap;
-mod log;
 pub(crate) mod launch;
+mod log;
 #[cfg(feature = "ofi")]
 mod ofi;
 mod payload;
