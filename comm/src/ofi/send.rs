@@ -171,9 +171,9 @@ impl OfiProvider {
         self.send_dest[slot as usize].store(to, Ordering::Relaxed);
         self.inflight[to].fetch_add(1, Ordering::AcqRel);
         let context = self.context(self.recv_count + slot as usize);
+        let path = self.routes.to(to);
         // SAFETY: the buffer holds `len <= buffer_bytes` bytes of a record and belongs to this
         // send until its completion returns it to the free list; its context likewise.
-        let path = self.routes.to(to);
         let rc = unsafe {
             path.endpoint
                 .send(self.send_buffer(slot), len, path.addr, context)

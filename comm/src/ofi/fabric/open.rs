@@ -38,9 +38,10 @@ impl Drop for InfoList {
 impl InfoList {
     /// The entries of the list, in libfabric's order of preference.
     fn entries(&self) -> impl Iterator<Item = *mut sys::fi_info> + '_ {
-        // SAFETY: every `next` of a list from fi_getinfo is null or a live entry of the list,
-        // which lives as long as `self`.
         std::iter::successors((!self.0.is_null()).then_some(self.0), |&entry| {
+            // SAFETY: `entry` is the list's head or a `next` of it: every `next` of a list
+            // from fi_getinfo is null (not followed) or a live entry of the list, which lives
+            // as long as `self`.
             let next = unsafe { (*entry).next };
             (!next.is_null()).then_some(next)
         })
