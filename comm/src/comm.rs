@@ -490,8 +490,14 @@ impl Comm {
 
     /// Leaves the job's bootstrap: under an external launcher, tells it that this place ends
     /// normally (PMIx or PMI finalize), which it expects before the process exits. Call it
-    /// once, after the last bootstrap collective; dropping the last `Comm` does it too.
+    /// once, after the last bootstrap collective and after every place stopped sending
+    /// (a shutdown barrier); dropping the last `Comm` does it too.
+    ///
+    /// It also removes the names of the shared-memory objects the transport made for this
+    /// place (libfabric's shm regions: peers find them by name until then), so that none
+    /// outlives the job even where this `Comm` is never dropped.
     pub fn finalize_bootstrap(&self) -> Result<()> {
+        self.inner.provider.remove_shared_names();
         self.inner.bootstrap.finalize()
     }
 

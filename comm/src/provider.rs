@@ -183,6 +183,19 @@ impl Provider {
         }
     }
 
+    /// Removes the names of this place's shared-memory objects that peers look up by name
+    /// (after the last message of the job: a peer could not reach this place afterwards).
+    pub(crate) fn remove_shared_names(&self) {
+        match self {
+            // The shm provider and UCX unlink theirs as soon as they are mapped.
+            Provider::Shm(_) => {}
+            #[cfg(feature = "ucx")]
+            Provider::Ucx(_) => {}
+            #[cfg(feature = "ofi")]
+            Provider::Ofi(ofi) => ofi.remove_shared_names(),
+        }
+    }
+
     pub(crate) fn park(&self, timeout: Duration, ready: &mut dyn FnMut() -> bool) {
         match self {
             Provider::Shm(shm) => shm.park(timeout, ready),

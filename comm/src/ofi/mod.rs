@@ -157,6 +157,8 @@ pub(crate) struct OfiProvider {
     /// Errors not tied to a sender's stream (a failed receive, a failed send), reported by
     /// the next `progress`.
     stray: Mutex<VecDeque<Error>>,
+    /// The name of this place's libfabric shm region, when it has a shm endpoint.
+    shm_region: Option<std::ffi::CString>,
     /// Receive buffers that could not be re-posted yet.
     unposted: Mutex<Vec<u32>>,
     cq: Mutex<()>,
@@ -192,6 +194,10 @@ impl OfiProvider {
             crate::shm::segment_names::segment_name(bootstrap.job_id(), &format!("ofi{here}"));
         let mapping = Arc::new(Mapping::new(config.shm_heap_bytes)?);
         let routes = Routes::establish(bootstrap, &mapping, shm_name.trim_start_matches('/'))?;
+        let provider_shm_region = routes
+            .uses_shm()
+            .then(|| std::ffi::CString::new(shm_name.as_str()).ok())
+            .flatten();
 
         let heap = Arc::new(HeapAllocator::new(mapping.len()));
         let buffer_bytes = (HEADER + config.eager_max).next_multiple_of(HEAP_ALIGN);
@@ -255,6 +261,7 @@ impl OfiProvider {
             next_inbox: AtomicUsize::new(0),
             stray: Mutex::new(VecDeque::new()),
             unposted: Mutex::new(Vec::new()),
+            shm_region: provider_shm_region,
             cq: Mutex::new(()),
             op_state: (0..RMA_OPS).map(|_| AtomicU32::new(OP_FREE)).collect(),
             op_error: (0..RMA_OPS).map(|_| AtomicI32::new(0)).collect(),
@@ -339,6 +346,24 @@ impl OfiProvider {
         for buffer in pending {
             if let Err(error) = self.post_recv(buffer) {
                 self.report(error);
+            }
+        }
+    }
+
+    /// Unlinks this place's libfabric shm region, which libfabric removes only when its
+    /// endpoint closes (never, where the runtime's `Comm` lives until the process exits).
+    /// Peers that mapped it keep their mapping; peers find it by name only until the job's
+    /// last message, so the caller runs this after the shutdown barrier.
+    pub(crate) fn remove_shared_names(&self) {
+        if let Some(name) = &self.shm_region {
+            // SAFETY: `name` is a NUL-terminated string; shm_unlink only reads it.
+            let rc = unsafe { libc::shm_unlink(name.as_ptr()) };
+            if rc != 0 {
+                tracing::debug!(
+                    name = ?name,
+                    error = %std::io::Error::last_os_error(),
+                    "unlinking the libfabric shm region"
+                );
             }
         }
     }

@@ -229,6 +229,12 @@ impl Routes {
             .chain(self.shared_memory.iter().map(|e| (Via::SharedMemory, e)))
     }
 
+    /// Whether one of this place's endpoints is of libfabric's shm provider (and so has a
+    /// shared-memory region named after the job).
+    pub(super) fn uses_shm(&self) -> bool {
+        self.shared_memory.is_some() || self.network.caps().name == SHM
+    }
+
     /// How many places each endpoint reaches: (network, shm).
     pub(super) fn peer_counts(&self) -> (usize, usize) {
         let shm = self.shm_places.len();
