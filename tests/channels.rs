@@ -13,67 +13,31 @@ use std::time::Duration;
 use atoll::channel::{channel, channel_with_capacity, Receiver, Sender, TryRecvError};
 use atoll::prelude::*;
 use atoll::Error;
-use atoll_testkit::run_job;
+use atoll_testkit::{runtime_place, Suite};
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use libtest_mimic::{Arguments, Failed, Trial};
 
-const CASE_VAR: &str = "ATOLL_CH_CASE";
+const SUITE: Suite = Suite::runtime("ATOLL_CH_CASE").chaos_seed("23");
 
 fn main() -> ExitCode {
-    if let Ok(case) = std::env::var(CASE_VAR) {
-        return atoll::run(move || async move {
-            let result = match case.as_str() {
-                "fifo" => fifo().await,
-                "select" => select().await,
-                "window" => window().await,
-                "drops" => drops().await,
-                "pairs" => pairs().await,
-                "blocking" => blocking().await,
-                "killed" => killed().await,
-                other => Err(format!("unknown case {other}")),
-            };
-            match &result {
-                Ok(()) => println!("{case}: ok"),
-                Err(message) => eprintln!("{case} failed: {message}"),
-            }
-            result
-        });
-    }
-    let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1);
-    }
-    let mut trials: Vec<Trial> = vec![Trial::test("np3::killed", killed_job)];
-    let cases: [(&str, usize, bool); 11] = [
-        ("fifo", 2, false),
-        ("fifo", 2, true),
-        ("select", 4, false),
-        ("select", 4, true),
-        ("window", 2, false),
-        ("window", 2, true),
-        ("drops", 3, false),
-        ("drops", 3, true),
-        ("pairs", 3, false),
-        ("pairs", 3, true),
-        ("blocking", 2, false),
-    ];
-    trials.extend(cases.into_iter().map(|(case, places, chaos)| {
-        let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
-        Trial::test(name, move || run_case(case, places, chaos))
-    }));
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn run_case(case: &str, places: usize, chaos: bool) -> Result<(), Failed> {
-    let mut env = vec![(CASE_VAR, case.to_string())];
-    if chaos {
-        env.push(("ATOLL_CHAOS", "23".to_string()));
-    }
-    let out = run_job(places, &env, Duration::from_secs(120))?;
-    if !out.status.success() || !out.stdout.contains(&format!("[place 0] {case}: ok")) {
-        return Err(format!("job failed\n{}", out.describe()).into());
-    }
-    Ok(())
+    let place = runtime_place!(fifo, select, window, drops, pairs, blocking, killed);
+    SUITE.main(place, || {
+        let dead = &[
+            "place 1 was killed by signal 9",
+            "place 2 was killed by signal 9",
+        ];
+        let mut trials = vec![SUITE.failure_trial("killed", 3, 1, dead)];
+        for (case, places) in [
+            ("fifo", 2),
+            ("select", 4),
+            ("window", 2),
+            ("drops", 3),
+            ("pairs", 3),
+        ] {
+            trials.extend([false, true].map(|chaos| SUITE.trial(case, places, chaos)));
+        }
+        trials.push(SUITE.trial("blocking", 2, false));
+        trials
+    })
 }
 
 /// The error as text (the cases report failures as strings).
@@ -645,23 +609,5 @@ async fn killed() -> Result<(), String> {
         other => return Err(format!("sending to a killed place gave {other:?}")),
     }
     println!("got {got} values before the sender's place failed");
-    Ok(())
-}
-
-fn killed_job() -> Result<(), Failed> {
-    let env = [
-        (CASE_VAR, "killed".to_string()),
-        ("ATOLL_ON_PLACE_FAILURE", "continue".to_string()),
-    ];
-    let out = run_job(3, &env, Duration::from_secs(60))?;
-    let reported = out.stderr.contains("place 1 was killed by signal 9")
-        && out.stderr.contains("place 2 was killed by signal 9");
-    if out.status.success() || !reported || !out.stdout.contains("[place 0] killed: ok") {
-        return Err(format!(
-            "expected PlaceFailed at place 0 for places 1 and 2, and their reports\n{}",
-            out.describe()
-        )
-        .into());
-    }
     Ok(())
 }

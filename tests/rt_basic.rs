@@ -11,60 +11,29 @@ use std::time::Duration;
 
 use atoll::prelude::*;
 use atoll::Error;
-use atoll_testkit::run_job;
-use libtest_mimic::{Arguments, Failed, Trial};
+use atoll_testkit::{runtime_place, Suite};
 
-const CASE_VAR: &str = "ATOLL_RT_CASE";
+const SUITE: Suite = Suite::runtime("ATOLL_RT_CASE").chaos_seed("11");
 
 fn main() -> ExitCode {
-    if let Ok(case) = std::env::var(CASE_VAR) {
-        return atoll::run(move || async move {
-            let result = match case.as_str() {
-                "at_arguments" => at_arguments().await,
-                "finish_tree" => finish_tree().await,
-                "panic_two_levels" => panic_two_levels().await,
-                "unknown_function" => unknown_function().await,
-                "global_data" => global_data().await,
-                "killed_in_finish" => killed_in_finish().await,
-                other => Err(format!("unknown case {other}")),
-            };
-            match &result {
-                Ok(()) => println!("{case}: ok"),
-                Err(message) => eprintln!("{case} failed: {message}"),
-            }
-            result
-        });
-    }
-    let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1);
-    }
-    let mut trials: Vec<Trial> = vec![Trial::test("np3::killed_in_finish", killed_in_finish_job)];
-    let cases: [(&str, usize, bool); 6] = [
-        ("at_arguments", 3, false),
-        ("finish_tree", 4, false),
-        ("finish_tree", 4, true),
-        ("panic_two_levels", 3, true),
-        ("unknown_function", 2, false),
-        ("global_data", 3, true),
-    ];
-    trials.extend(cases.into_iter().map(|(case, places, chaos)| {
-        let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
-        Trial::test(name, move || run_case(case, places, chaos))
-    }));
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn run_case(case: &str, places: usize, chaos: bool) -> Result<(), Failed> {
-    let mut env = vec![(CASE_VAR, case.to_string())];
-    if chaos {
-        env.push(("ATOLL_CHAOS", "11".to_string()));
-    }
-    let out = run_job(places, &env, Duration::from_secs(120))?;
-    if !out.status.success() || !out.stdout.contains(&format!("[place 0] {case}: ok")) {
-        return Err(format!("job failed\n{}", out.describe()).into());
-    }
-    Ok(())
+    let place = runtime_place!(
+        at_arguments,
+        finish_tree,
+        panic_two_levels,
+        unknown_function,
+        global_data,
+        killed_in_finish
+    );
+    SUITE.main(place, || {
+        let dead = &["place 1 was killed by signal 9"];
+        let mut trials = vec![SUITE.failure_trial("killed_in_finish", 3, 1, dead)];
+        trials.push(SUITE.trial("at_arguments", 3, false));
+        trials.extend([false, true].map(|chaos| SUITE.trial("finish_tree", 4, chaos)));
+        trials.push(SUITE.trial("panic_two_levels", 3, true));
+        trials.push(SUITE.trial("unknown_function", 2, false));
+        trials.push(SUITE.trial("global_data", 3, true));
+        trials
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -361,21 +330,4 @@ async fn killed_in_finish() -> Result<(), String> {
         }
         other => Err(format!("finish gave {other:?}")),
     }
-}
-
-fn killed_in_finish_job() -> Result<(), Failed> {
-    let env = [
-        (CASE_VAR, "killed_in_finish".to_string()),
-        ("ATOLL_ON_PLACE_FAILURE", "continue".to_string()),
-    ];
-    let out = run_job(3, &env, Duration::from_secs(60))?;
-    let reported = out.stderr.contains("place 1 was killed by signal 9");
-    if out.status.success() || !reported || !out.stdout.contains("[place 0] killed_in_finish: ok") {
-        return Err(format!(
-            "expected PlaceFailed at place 0 and a report of place 1\n{}",
-            out.describe()
-        )
-        .into());
-    }
-    Ok(())
 }

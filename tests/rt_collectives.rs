@@ -7,53 +7,21 @@
 //! launcher) and the place program (with `ATOLL_RT_COLLECTIVES_CASE` set).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use atoll::prelude::*;
-use atoll_testkit::run_job;
-use libtest_mimic::{Arguments, Failed, Trial};
+use atoll_testkit::{runtime_place, Suite};
 
-const CASE_VAR: &str = "ATOLL_RT_COLLECTIVES_CASE";
+const SUITE: Suite = Suite::runtime("ATOLL_RT_COLLECTIVES_CASE").chaos_seed("3");
 
 fn main() -> ExitCode {
-    if let Ok(case) = std::env::var(CASE_VAR) {
-        return atoll::run(move || async move {
-            let result = match case.as_str() {
-                "spmd" => spmd().await,
-                "place_failed" => place_failed().await,
-                other => Err(format!("unknown case {other}")),
-            };
-            match &result {
-                Ok(()) => println!("{case}: ok"),
-                Err(message) => eprintln!("{case} failed: {message}"),
-            }
-            result
-        });
-    }
-    let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1);
-    }
-    let trials = vec![
-        Trial::test("np3::chaos::spmd", || {
-            run_case("spmd", 3, &[("ATOLL_CHAOS", "3")])
-        }),
-        Trial::test("np4::one_worker::spmd", || {
-            run_case("spmd", 4, &[("ATOLL_WORKERS", "1")])
-        }),
-        Trial::test("np3::place_failed", place_failed_job),
-    ];
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn run_case(case: &str, places: usize, extra: &[(&str, &str)]) -> Result<(), Failed> {
-    let mut env = vec![(CASE_VAR, case.to_string())];
-    env.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
-    let out = run_job(places, &env, Duration::from_secs(120))?;
-    if !out.status.success() || !out.stdout.contains(&format!("[place 0] {case}: ok")) {
-        return Err(format!("job failed\n{}", out.describe()).into());
-    }
-    Ok(())
+    let place = runtime_place!(spmd, place_failed);
+    SUITE.main(place, || {
+        vec![
+            SUITE.trial("spmd", 3, true),
+            SUITE.trial_with("one_worker", "spmd", 4, &[("ATOLL_WORKERS", "1")]),
+            SUITE.failure_trial("place_failed", 3, 1, &[]),
+        ]
+    })
 }
 
 /// Panics (which the `finish` reports, naming the place) unless `got == expected`.
@@ -173,22 +141,6 @@ async fn place_failed() -> Result<(), String> {
             (0 | 1, Ok(text)) if text.contains("PlaceFailed") && text.contains("Place(2)") => {}
             (place, other) => return Err(format!("place {place}: {other:?}")),
         }
-    }
-    Ok(())
-}
-
-fn place_failed_job() -> Result<(), Failed> {
-    let env = [
-        (CASE_VAR, "place_failed".to_string()),
-        ("ATOLL_ON_PLACE_FAILURE", "continue".to_string()),
-    ];
-    let out = run_job(3, &env, Duration::from_secs(60))?;
-    if out.status.success() || !out.stdout.contains("[place 0] place_failed: ok") {
-        return Err(format!(
-            "expected place 2's death reported and the others' barrier failed\n{}",
-            out.describe()
-        )
-        .into());
     }
     Ok(())
 }

@@ -16,46 +16,30 @@ use atoll::channel::{channel, channel_with_capacity, Receiver, Sender};
 use atoll::prelude::*;
 use atoll_benches::mpi_peer::{source, Figures, MpiPeer, PeerError};
 use atoll_benches::probe;
+use atoll_benches::setup::{self, run_note, Load, Selection};
 use atoll_benches::stats::median;
 use atoll_benches::table::{gbps, ns, rate, ratio, ratio_in_state, verdict, Table};
 use atoll_runtime::__private::__bench_echo_round_trip;
 
-/// What one run measures: full sizes under `cargo bench`, small ones for a smoke run.
+/// This benchmark's own sizes, beside those every runtime benchmark has.
 #[derive(Clone, Copy)]
-struct Sizes {
-    /// Cache-line round trips per floor probe.
-    probe: u64,
-    /// Round trips before the measured batches.
-    warm_up: u64,
-    /// Measured batches of round trips, and round trips per batch.
-    batches: usize,
-    batch: u64,
+struct Own {
     /// Values per streaming run, 8 B and 64 KiB.
     small: u64,
     large: u64,
-    /// Streaming runs.
-    runs: usize,
 }
 
-const FULL: Sizes = Sizes {
-    probe: 100_000,
-    warm_up: 10_000,
-    batches: 31,
-    batch: 2000,
+/// Its own sizes under `cargo bench`, and for a smoke run.
+const FULL: Own = Own {
     small: 1_000_000,
     large: 20_000,
-    runs: 5,
 };
-
-const SMOKE: Sizes = Sizes {
-    probe: 2_000,
-    warm_up: 100,
-    batches: 5,
-    batch: 100,
+const SMOKE: Own = Own {
     small: 10_000,
     large: 200,
-    runs: 3,
 };
+
+type Sizes = setup::Sizes<Own>;
 
 /// Target of the channel round trip over the bare active-message round trip.
 const CHANNEL_OVER_AM_TARGET: f64 = 1.5;
@@ -153,9 +137,9 @@ async fn there_and_back(
     }
 }
 
-/// Median values/s of streaming `sizes.small` `u64` to place 1 (until it has them all).
+/// Median values/s of streaming `sizes.own.small` `u64` to place 1 (until it has them all).
 async fn stream_small(sizes: Sizes) -> Result<f64, String> {
-    let n = sizes.small;
+    let n = sizes.own.small;
     let mut rates = Vec::with_capacity(sizes.runs);
     for _ in 0..sizes.runs {
         let (mut tx, rx) =
@@ -179,9 +163,9 @@ async fn stream_small(sizes: Sizes) -> Result<f64, String> {
     Ok(median(&mut rates))
 }
 
-/// Median bytes/s of streaming `sizes.large` values of 64 KiB to place 1.
+/// Median bytes/s of streaming `sizes.own.large` values of 64 KiB to place 1.
 async fn stream_large(sizes: Sizes) -> Result<f64, String> {
-    let n = sizes.large;
+    let n = sizes.own.large;
     let block: Vec<u8> = (0..LARGE).map(|i| i as u8).collect();
     let mut rates = Vec::with_capacity(sizes.runs);
     for _ in 0..sizes.runs {
@@ -213,8 +197,8 @@ fn mpi_figures(sizes: Sizes) -> Result<Figures, PeerError> {
     let args = [
         sizes.batches.to_string(),
         sizes.batch.to_string(),
-        sizes.small.to_string(),
-        sizes.large.to_string(),
+        sizes.own.small.to_string(),
+        sizes.own.large.to_string(),
         sizes.runs.to_string(),
     ];
     peer.run(2, &args)
@@ -247,27 +231,16 @@ fn mpi_ratio(
     }
 }
 
-async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
-    if num_places() < 2 {
-        return Err("needs at least 2 places (ATOLL_PLACES=2)".into());
-    }
+async fn bench(sizes: Sizes) -> Result<(), String> {
     probe::open().await?;
     let floor = || probe::floor(sizes.probe);
-    let mut table = Table::new(&[
-        "benchmark",
-        "Atoll",
-        "floor before",
-        "floor after",
-        "compared with",
-        "ratio",
-        "target",
-    ]);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let batches = format!("median of {} batches of {}", sizes.batches, sizes.batch);
+    let mut table = Table::beside_floors();
+    let load = Load::now();
+    let batches = sizes.batches_label();
     let runs = format!("median of {} runs", sizes.runs);
     let peer = Place::new(1);
-    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    let selection = Selection::from_env();
+    let wanted = |name: &str| selection.wants(name);
 
     // Round trips: the bare AM and the channel, back to back, twice (the host state flips).
     let (mut forth, forth_end) = channel::<u64>(here(), peer).map_err(text)?;
@@ -337,7 +310,7 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     table.row(vec![
         format!(
             "channel streaming: {:.0e} u64 to place 1, window {WINDOW} ({runs})",
-            sizes.small as f64
+            sizes.own.small as f64
         ),
         rate(small, "val"),
         String::new(),
@@ -349,7 +322,7 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     table.row(vec![
         format!(
             "Open MPI streaming: {:.0e} MPI_Isend of 8 B, window {WINDOW}, osu_bw style ({runs})",
-            sizes.small as f64
+            sizes.own.small as f64
         ),
         mpi_cell(&mpi, "stream_8_msgs_per_s", |v| rate(v, "msg")),
         String::new(),
@@ -361,7 +334,7 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     table.row(vec![
         format!(
             "channel streaming: {} Vec<u8> of 64 KiB to place 1, window {WINDOW} ({runs})",
-            sizes.large
+            sizes.own.large
         ),
         gbps(large),
         String::new(),
@@ -373,7 +346,7 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     table.row(vec![
         format!(
             "Open MPI streaming: {} MPI_Isend of 64 KiB, window {WINDOW}, osu_bw style ({runs})",
-            sizes.large
+            sizes.own.large
         ),
         mpi_cell(&mpi, "stream_65536_bytes_per_s", gbps),
         String::new(),
@@ -390,22 +363,12 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
         "Atoll channel benchmarks{}: {} places, {cores} cores; floor = cache-line round trip \
          between places 0 and 1 (median of {} round trips); Open MPI at 2 processes \
          (mpirun --oversubscribe, shared memory)\n",
-        if full {
-            ""
-        } else {
-            " (smoke run: sizes reduced; `cargo bench` for the real ones)"
-        },
+        run_note(sizes.full),
         num_places(),
         sizes.probe,
     );
     println!("{}\n", table.render());
-    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let first3 = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    println!(
-        "load average before / after: {} / {} (other processes on these cores skew every figure)",
-        first3(&load),
-        first3(&load_after),
-    );
+    load.print_with_now();
     println!(
         "The 64 KiB values are cloned from one block before each send (an owned value per \
          send); Open MPI sends from a reused buffer."
@@ -414,12 +377,5 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os("ATOLL_PLACES").is_none() {
-        // Single-threaded at this point, before any place starts.
-        std::env::set_var("ATOLL_PLACES", "2");
-    }
-    // `cargo bench` passes `--bench`; `cargo test` runs this binary without it.
-    let full = std::env::args().any(|a| a == "--bench");
-    let sizes = if full { FULL } else { SMOKE };
-    atoll::run(move || bench(sizes, full))
+    setup::main(FULL, SMOKE, bench)
 }

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use atoll_benches::floor::FloorProbe;
 use atoll_benches::mpi_peer::{self, MpiPeer};
+use atoll_benches::setup::{full_run, Selection};
 use atoll_benches::stats::median;
 use atoll_benches::table::{ns, ratio, Table};
 use atoll_collectives::{block_on, op, Collectives, Engine, Team};
@@ -74,7 +75,7 @@ const BENCHMARKS: &[(&str, Kind, usize)] = &[
 fn main() -> ExitCode {
     let result = match std::env::var(JOB_VAR) {
         Ok(mode) => place(if mode == "full" { FULL } else { SMOKE }),
-        Err(_) => driver(std::env::args().any(|a| a == "--bench")),
+        Err(_) => driver(full_run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,9 +104,8 @@ fn place(sizes: Sizes) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let world = engine.world(&comm);
     let probe = FloorProbe::open(&comm)?;
-    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
-    for &(name, kind, bytes) in BENCHMARKS.iter().filter(|b| wanted(b.0)) {
+    let selection = Selection::from_env();
+    for &(name, kind, bytes) in BENCHMARKS.iter().filter(|b| selection.wants(b.0)) {
         let before = probe.round_trip_ns(sizes.probe);
         let per_op = measure(
             &comm,

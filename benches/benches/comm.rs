@@ -7,8 +7,9 @@
 //! launcher; `ATOLL_PROVIDER` picks the transport; `ATOLL_BENCH_ONLY=rt,flood,put` runs a
 //! subset).
 
-use atoll_benches::comm_micro::{self, Scale, Selection};
+use atoll_benches::comm_micro::{self, Scale};
 use atoll_benches::floor::FloorProbe;
+use atoll_benches::setup::Selection;
 use atoll_benches::table::{gbps, ns, rate, ratio, Table};
 use atoll_comm::CommBuilder;
 

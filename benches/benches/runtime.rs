@@ -19,43 +19,25 @@ use std::time::Instant;
 
 use atoll::prelude::*;
 use atoll_benches::probe;
+use atoll_benches::setup::{self, run_note, Load, Selection};
 use atoll_benches::stats::{median, median_ns_per_op};
 use atoll_benches::table::{ns, rate, ratio, ratio_in_state, verdict, Table};
 use atoll_runtime::__private::__bench_echo_round_trip;
 
-/// What one run measures: full sizes under `cargo bench`, small ones for a smoke run.
+/// This benchmark's own sizes, beside those every runtime benchmark has.
 #[derive(Clone, Copy)]
-struct Sizes {
-    /// Cache-line round trips per floor probe.
-    probe: u64,
-    /// Round trips before the measured batches.
-    warm_up: u64,
-    /// Measured batches of round trips, and round trips per batch.
-    batches: usize,
-    batch: u64,
+struct Own {
     /// Activities per flood and per local spawn run.
     activities: u64,
-    /// Runs of each flood / spawn measurement.
-    runs: usize,
 }
 
-const FULL: Sizes = Sizes {
-    probe: 100_000,
-    warm_up: 10_000,
-    batches: 31,
-    batch: 2000,
+/// Its own sizes under `cargo bench`, and for a smoke run.
+const FULL: Own = Own {
     activities: 1_000_000,
-    runs: 5,
 };
+const SMOKE: Own = Own { activities: 10_000 };
 
-const SMOKE: Sizes = Sizes {
-    probe: 2_000,
-    warm_up: 100,
-    batches: 5,
-    batch: 100,
-    activities: 10_000,
-    runs: 3,
-};
+type Sizes = setup::Sizes<Own>;
 
 /// Target of the `at!` round trip over the bare active-message round trip.
 const AT_OVER_AM_TARGET: f64 = 1.5;
@@ -115,19 +97,19 @@ async fn at_round_trip(sizes: Sizes) -> Result<f64, String> {
 /// Median activities/s of `activities` `async_at!(place 1, noop(i))` in one finish.
 async fn flood(sizes: Sizes) -> Result<f64, String> {
     let mut seconds = finish_of_noops(Place::new(1), sizes).await?;
-    Ok(sizes.activities as f64 / median(&mut seconds))
+    Ok(sizes.own.activities as f64 / median(&mut seconds))
 }
 
 /// Median ns per activity of `activities` `async_at!(here(), noop(i))` in one finish.
 async fn local_spawn(sizes: Sizes) -> Result<f64, String> {
     let mut seconds = finish_of_noops(here(), sizes).await?;
-    Ok(median(&mut seconds) * 1e9 / sizes.activities as f64)
+    Ok(median(&mut seconds) * 1e9 / sizes.own.activities as f64)
 }
 
-/// Seconds each of `sizes.runs` finishes takes over `sizes.activities` no-op activities at
+/// Seconds each of `sizes.runs` finishes takes over `sizes.own.activities` no-op activities at
 /// `place`.
 async fn finish_of_noops(place: Place, sizes: Sizes) -> Result<Vec<f64>, String> {
-    let n = sizes.activities;
+    let n = sizes.own.activities;
     let mut seconds = Vec::with_capacity(sizes.runs);
     for _ in 0..sizes.runs {
         let start = Instant::now();
@@ -145,7 +127,7 @@ async fn finish_of_noops(place: Place, sizes: Sizes) -> Result<Vec<f64>, String>
 
 /// Median ns per task of `activities` spawns in one `rayon::scope` (rayon's global pool).
 fn rayon_spawn(sizes: Sizes) -> f64 {
-    let n = sizes.activities;
+    let n = sizes.own.activities;
     let scope = || {
         rayon::scope(|s| {
             for i in 0..n {
@@ -159,25 +141,14 @@ fn rayon_spawn(sizes: Sizes) -> f64 {
     median_ns_per_op(sizes.runs, n, scope)
 }
 
-async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
-    if num_places() < 2 {
-        return Err("needs at least 2 places (ATOLL_PLACES=2)".into());
-    }
+async fn bench(sizes: Sizes) -> Result<(), String> {
     probe::open().await?;
-    let mut table = Table::new(&[
-        "benchmark",
-        "Atoll",
-        "floor before",
-        "floor after",
-        "compared with",
-        "ratio",
-        "target",
-    ]);
-    let only = std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let batches = format!("median of {} batches of {}", sizes.batches, sizes.batch);
-    let n = sizes.activities;
+    let mut table = Table::beside_floors();
+    let selection = Selection::from_env();
+    let wanted = |name: &str| selection.wants(name);
+    let load = Load::now();
+    let batches = sizes.batches_label();
+    let n = sizes.own.activities;
 
     // Round trips: the bare AM one and `at!`, back to back, twice (the host state flips).
     for _ in 0..if wanted("rt") { 2 } else { 0 } {
@@ -270,24 +241,12 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
     println!(
         "Atoll runtime micro-benchmarks{}: {} places, {workers} worker(s) per place (ATOLL_WORKERS), {cores} cores; \
          floor = cache-line round trip between places 0 and 1 (median of {} round trips)\n",
-        if full { "" } else { " (smoke run: sizes reduced; `cargo bench` for the real ones)" },
+        run_note(sizes.full),
         num_places(),
         sizes.probe,
     );
     println!("{}\n", table.render());
-    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average before / after: {} / {} (other processes on these cores skew every figure)",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        load_after
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    load.print_with_now();
     if wanted("rt") {
         println!(
             "The at! round trips run in main's root finish, as a program's would: each call \
@@ -306,12 +265,5 @@ async fn bench(sizes: Sizes, full: bool) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os("ATOLL_PLACES").is_none() {
-        // Single-threaded at this point, before any place starts.
-        std::env::set_var("ATOLL_PLACES", "2");
-    }
-    // `cargo bench` passes `--bench`; `cargo test` runs this binary without it.
-    let full = std::env::args().any(|a| a == "--bench");
-    let sizes = if full { FULL } else { SMOKE };
-    atoll::run(move || bench(sizes, full))
+    setup::main(FULL, SMOKE, bench)
 }

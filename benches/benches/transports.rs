@@ -12,9 +12,10 @@
 
 use std::process::Command;
 
-use atoll_benches::comm_micro::{self, MicroFigures, Scale, Selection};
+use atoll_benches::comm_micro::{self, MicroFigures, Scale};
 use atoll_benches::floor::FloorProbe;
 use atoll_benches::mpi_peer::{Figures, PeerError};
+use atoll_benches::setup::{full_run, run_note, Selection};
 use atoll_benches::table::{gbps, ns, rate, ratio, Table};
 use atoll_benches::transport_tools::{fi_pingpong, ucx_perftest, UcxFigure};
 use atoll_comm::CommBuilder;
@@ -127,7 +128,7 @@ fn main() {
             "full-networked" => FULL_NETWORKED,
             _ => SMOKE,
         }),
-        Err(_) => driver(std::env::args().any(|a| a == "--bench")),
+        Err(_) => driver(full_run()),
     };
     if let Err(message) = result {
         eprintln!("transports benchmark failed: {message}");
@@ -416,11 +417,7 @@ fn print_tables(rows: &[(&Transport, Measured)], full: bool) {
     println!(
         "Atoll over every transport, 2 places on this host, beside each transport's own tool in the same run{}\n\
          (round trips are medians; the tools report one-way latency, doubled here; floor = cache-line round trip)\n",
-        if full {
-            ""
-        } else {
-            " (smoke run: sizes reduced; `cargo bench` for the real ones)"
-        }
+        run_note(full)
     );
     println!("{}\n", latency.render());
     println!("{}\n", flood.render());

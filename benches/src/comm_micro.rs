@@ -18,6 +18,7 @@ use atoll_comm::{Comm, CommBuilder, HandlerId, Place};
 
 use crate::floor::{memcpy_gbps, FloorProbe};
 use crate::mpi_peer::Figures;
+use crate::setup::Selection;
 use crate::stats::{median, median_ns_per_op};
 
 const PING: HandlerId = HandlerId::new(1);
@@ -51,26 +52,6 @@ impl Scale {
         flood_messages: 2_000_000,
         put_bytes: 256 << 20,
     };
-}
-
-/// Which measurements to run: `ATOLL_BENCH_ONLY=rt,flood,put` (all when unset).
-#[derive(Clone, Debug)]
-pub struct Selection {
-    only: String,
-}
-
-impl Selection {
-    /// The selection in `ATOLL_BENCH_ONLY`.
-    pub fn from_env() -> Selection {
-        Selection {
-            only: std::env::var("ATOLL_BENCH_ONLY").unwrap_or_default(),
-        }
-    }
-
-    /// Whether measurement `name` (`rt`, `flood` or `put`) runs.
-    pub fn wants(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.split(',').any(|s| s.trim() == name)
-    }
 }
 
 /// A latency beside the floor probes taken just before and just after it (ns).
@@ -144,7 +125,7 @@ pub fn handlers(builder: CommBuilder) -> (CommBuilder, Arc<Counters>) {
     (builder, counters)
 }
 
-/// Runs the selected measurements between places 0 and 1. Collective: every place calls it.
+/// Runs the selected measurements (`rt`, `flood`, `put`) between places 0 and 1. Collective: every place calls it.
 pub fn measure(
     comm: &Comm,
     counters: &Counters,

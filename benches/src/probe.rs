@@ -39,8 +39,11 @@ fn probe_here(round_trips: u64) -> f64 {
 }
 
 /// Opens the probe, at place 0: created here, attached at place 1, then here; the name is gone
-/// once both have mapped it. Needs at least 2 places.
+/// once both have mapped it. Fails with fewer than 2 places.
 pub async fn open() -> Result<(), String> {
+    if num_places() < 2 {
+        return Err("needs at least 2 places (ATOLL_PLACES=2)".into());
+    }
     let job = std::env::var(atoll::comm::config::JOB_ID)
         .unwrap_or_else(|_| format!("bench-{}", std::process::id()));
     let name = FloorProbe::name(&job);

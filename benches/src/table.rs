@@ -16,6 +16,20 @@ impl Table {
         }
     }
 
+    /// The table of the runtime benchmarks: each figure beside the floor taken just before and
+    /// just after it, what it is compared with, the ratio, and the target.
+    pub fn beside_floors() -> Table {
+        Table::new(&[
+            "benchmark",
+            "Atoll",
+            "floor before",
+            "floor after",
+            "compared with",
+            "ratio",
+            "target",
+        ])
+    }
+
     /// Appends a row.
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);

@@ -7,72 +7,29 @@
 //! launcher) and the place program (with `ATOLL_COLLECTIVES_CASE` set). Under an external
 //! launcher, `ATOLL_COLLECTIVES_CASE=reference` runs the reference case directly.
 
-use std::time::Duration;
+use std::process::ExitCode;
 
 use atoll_collectives::{block_on, op, Collectives, Engine, Error, Parts, Team};
 use atoll_comm::{Comm, CommBuilder, Place};
-use atoll_testkit::run_job;
-use libtest_mimic::{Arguments, Failed, Trial};
+use atoll_testkit::{exit_code, Suite};
+use libtest_mimic::Trial;
 
-const CASE_VAR: &str = "ATOLL_COLLECTIVES_CASE";
+const SUITE: Suite = Suite::spmd("ATOLL_COLLECTIVES_CASE").chaos_seed("5");
 
-fn main() {
-    if let Ok(case) = std::env::var(CASE_VAR) {
-        std::process::exit(match place_main(&case) {
-            Ok(()) => 0,
-            Err(message) => {
-                eprintln!("collectives case {case} failed: {message}");
-                1
-            }
-        });
-    }
-    let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1); // each job already oversubscribes the machine
-    }
-    let mut trials = Vec::new();
-    for places in [1usize, 2, 3, 4, 7, 8] {
-        trials.push(Trial::test(
-            format!("np{places}::chaos::reference"),
-            move || run_case("reference", places, true),
-        ));
-    }
-    trials.push(Trial::test("np4::reference", || {
-        run_case("reference", 4, false)
-    }));
-    for places in [3usize, 8] {
-        trials.push(Trial::test(
-            format!("np{places}::chaos::teams"),
-            move || run_case("teams", places, true),
-        ));
-    }
-    trials.push(Trial::test("np4::chaos::back_to_back", || {
-        run_case("back_to_back", 4, true)
-    }));
-    trials.push(Trial::test("np3::mismatch", || {
-        run_case("mismatch", 3, false)
-    }));
-    trials.push(Trial::test("np4::place_failed", place_failed_job));
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run_case(case: &str, places: usize, chaos: bool) -> Result<(), Failed> {
-    let mut env = vec![(CASE_VAR, case.to_string())];
-    if chaos {
-        env.push(("ATOLL_CHAOS", "5".to_string()));
-    }
-    let out = run_job(places, &env, Duration::from_secs(180))?;
-    let done = (0..places)
-        .filter(|p| out.stdout.contains(&format!("[place {p}] {case}: ok")))
-        .count();
-    if !out.status.success() || done != places {
-        return Err(format!(
-            "{done} of {places} places reported success\n{}",
-            out.describe()
-        )
-        .into());
-    }
-    Ok(())
+fn main() -> ExitCode {
+    let place = |case: String| exit_code(&format!("collectives case {case}"), place_main(&case));
+    SUITE.main(place, || {
+        let mut trials: Vec<Trial> = [1, 2, 3, 4, 7, 8]
+            .into_iter()
+            .map(|places| SUITE.trial("reference", places, true))
+            .collect();
+        trials.push(SUITE.trial("reference", 4, false));
+        trials.extend([3, 8].map(|places| SUITE.trial("teams", places, true)));
+        trials.push(SUITE.trial("back_to_back", 4, true));
+        trials.push(SUITE.trial("mismatch", 3, false));
+        trials.push(SUITE.failure_trial("place_failed", 4, 3, &["place 3"]));
+        trials
+    })
 }
 
 type CaseResult = Result<(), String>;
@@ -663,27 +620,5 @@ fn place_failed(comm: &Comm, world: &Team) -> CaseResult {
         alive.is_some(),
         true,
     )?;
-    Ok(())
-}
-
-fn place_failed_job() -> Result<(), Failed> {
-    let env = [
-        (CASE_VAR, "place_failed".to_string()),
-        ("ATOLL_ON_PLACE_FAILURE", "continue".to_string()),
-    ];
-    let out = run_job(4, &env, Duration::from_secs(60))?;
-    let survivors = (0..3)
-        .filter(|p| {
-            out.stdout
-                .contains(&format!("[place {p}] place_failed: ok"))
-        })
-        .count();
-    if out.status.success() || survivors != 3 || !out.stderr.contains("place 3") {
-        return Err(format!(
-            "expected 3 survivors and place 3 reported\n{}",
-            out.describe()
-        )
-        .into());
-    }
     Ok(())
 }

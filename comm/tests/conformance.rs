@@ -7,17 +7,15 @@
 //! any mismatch. Under an external launcher (`mpirun ... conformance` with
 //! `ATOLL_CONFORMANCE_CASE=all`) the same binary runs the cases directly.
 
-use atoll_testkit as support;
-
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atoll_comm::{Comm, CommBuilder, Error, HandlerId, Place, RawRecord};
-use libtest_mimic::{Arguments, Failed, Trial};
+use atoll_testkit::{exit_code, Suite};
 
-const CASE_VAR: &str = "ATOLL_CONFORMANCE_CASE";
 const CASES: &[&str] = &[
     "all_to_all",
     "ordering",
@@ -29,52 +27,19 @@ const CASES: &[&str] = &[
     "handler_panic",
 ];
 
-fn main() {
-    if let Ok(case) = std::env::var(CASE_VAR) {
-        std::process::exit(match place_main(&case) {
-            Ok(()) => 0,
-            Err(message) => {
-                eprintln!("conformance case {case} failed: {message}");
-                1
-            }
-        });
-    }
-    let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1); // each job already oversubscribes the machine
-    }
-    let mut trials = Vec::new();
-    for places in [2usize, 3, 8] {
-        for chaos in [false, true] {
-            for case in CASES {
-                let name = format!("np{places}{}::{case}", if chaos { "::chaos" } else { "" });
-                trials.push(Trial::test(name, move || run_case(case, places, chaos)));
+const SUITE: Suite = Suite::spmd("ATOLL_CONFORMANCE_CASE").chaos_seed("7");
+
+fn main() -> ExitCode {
+    let place = |case: String| exit_code(&format!("conformance case {case}"), place_main(&case));
+    SUITE.main(place, || {
+        let mut trials = Vec::new();
+        for places in [2, 3, 8] {
+            for chaos in [false, true] {
+                trials.extend(CASES.iter().map(|&case| SUITE.trial(case, places, chaos)));
             }
         }
-    }
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run_case(case: &str, places: usize, chaos: bool) -> Result<(), Failed> {
-    let mut env = vec![(CASE_VAR, case.to_string())];
-    if chaos {
-        env.push(("ATOLL_CHAOS", "7".to_string()));
-    }
-    let out = support::run_job(places, &env, Duration::from_secs(180))?;
-    if !out.status.success() {
-        return Err(format!("job failed\n{}", out.describe()).into());
-    }
-    let done = (0..places)
-        .filter(|p| out.stdout.contains(&format!("[place {p}] {case}: ok")))
-        .count();
-    if done != places {
-        return Err(format!(
-            "{done} of {places} places reported success\n{}",
-            out.describe()
-        )
-        .into());
-    }
-    Ok(())
+        trials
+    })
 }
 
 type CaseResult = Result<(), String>;

@@ -1,92 +1,19 @@
-//! Run this test binary as a job of several places through the local
-//! launcher, bounded in time, with its output captured.
+//! Test support for Atoll: run a test binary as a job of several places through the local
+//! launcher (or any command), bounded in time, with its output captured; and drive the test
+//! binaries that are their own place program.
+//!
+//! Such a binary is both the driver (run by `cargo test`: one job per case through the local
+//! launcher, each a [libtest-mimic](libtest_mimic) trial) and the place program (with its
+//! case variable set). A [`Suite`], built in a `const`, holds what its jobs share (the case
+//! variable, the chaos seed, the time limit, which places report); [`Suite::main`] is the
+//! binary's `main`, and the `Suite`'s trial builders make the trials that run and check the
+//! jobs. The binary supplies the place program: [`runtime_place!`] for one that runs under
+//! Atoll's runtime, or its own function (on the comm layer) ending with [`exit_code`].
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod job;
+mod place;
+mod suite;
 
-use wait_timeout::ChildExt;
-
-/// What a finished job left behind.
-#[derive(Debug)]
-pub struct JobOutput {
-    /// How the launcher exited.
-    pub status: std::process::ExitStatus,
-    /// Everything the job wrote to stdout (tagged `[place k]`).
-    pub stdout: String,
-    /// Everything the job wrote to stderr.
-    pub stderr: String,
-}
-
-impl JobOutput {
-    /// A description for a failed assertion.
-    pub fn describe(&self) -> String {
-        format!(
-            "exit status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs this test binary with `env` (it becomes the local launcher of `places` places), killing
-/// it after `timeout`.
-pub fn run_job(
-    places: usize,
-    env: &[(&str, String)],
-    timeout: Duration,
-) -> Result<JobOutput, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut command = Command::new(exe);
-    command
-        .env("ATOLL_PLACES", places.to_string())
-        .env_remove("ATOLL_RANK")
-        .env_remove("ATOLL_CHAOS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    run_command(command, timeout)
-}
-
-/// Runs `command` (its stdout and stderr captured here), killing it after `timeout`.
-pub fn run_command(mut command: Command, timeout: Duration) -> Result<JobOutput, String> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
-    let mut stdout_pipe = child.stdout.take().ok_or("no stdout pipe")?;
-    let mut stderr_pipe = child.stderr.take().ok_or("no stderr pipe")?;
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = match child
-        .wait_timeout(timeout)
-        .map_err(|e| format!("wait: {e}"))?
-    {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stdout = out_reader.join().unwrap_or_default();
-            let stderr = err_reader.join().unwrap_or_default();
-            return Err(format!(
-                "job did not finish within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-            ));
-        }
-    };
-    Ok(JobOutput {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
-}
+pub use job::{run_command, run_job, JobOutput};
+pub use place::{exit_code, report};
+pub use suite::Suite;
