@@ -6,6 +6,7 @@
 #   expect_status ok|fail        # exit status 0, or non-zero without being killed
 #   expect_line REGEX [COUNT]    # lines matching REGEX (grep -E): at least one, or exactly COUNT
 #   expect_no_line REGEX
+#   expect_within SECONDS        # the command ended (by itself or not) within SECONDS of wall time
 #   case_end                     # prints `test launch::NAME ... ok|FAILED` (+ output on failure)
 #   case_skip NAME REASON        # prints `test launch::NAME ... ignored, REASON`
 #   case_summary                 # `test result: ...` (counted by ci/test.sh); false if any failed
@@ -26,19 +27,22 @@ case_begin() {
     CASE_PROBLEMS=()
     CASE_OUT=""
     CASE_RC=0
+    CASE_MS=0
     CASE_STARTED=$SECONDS
 }
 
 case_run() {
-    local limit="$1"
+    local limit="$1" t0
     shift
     CASE_LIMIT="$limit"
+    t0=$(date +%s%N)
     if [ "$(type -t "$1")" = function ]; then
         CASE_OUT="$("$1" timeout -k 5 "$limit" "${@:2}" 2>&1)"
     else
         CASE_OUT="$(timeout -k 5 "$limit" "$@" 2>&1)"
     fi
     CASE_RC=$?
+    CASE_MS=$((($(date +%s%N) - t0) / 1000000))
     if { [ "$CASE_RC" -eq 124 ] || [ "$CASE_RC" -eq 137 ]; } && [ "$(type -t case_after_timeout)" = function ]; then
         case_after_timeout
     fi
@@ -71,6 +75,14 @@ expect_line() {
 expect_no_line() {
     if grep -qE -- "$1" <<<"$CASE_OUT"; then
         case_problem "a line matches '$1': $(grep -m1 -E -- "$1" <<<"$CASE_OUT")"
+    fi
+}
+
+# expect_within SECONDS: the command of case_run ran less than SECONDS (wall time): a bound on
+# how soon a failure is reported, not a performance figure.
+expect_within() {
+    if [ "$CASE_MS" -ge $(($1 * 1000)) ]; then
+        case_problem "it ended after $((CASE_MS / 1000)).$(printf '%03d' $((CASE_MS % 1000))) s, not within $1 s"
     fi
 }
 

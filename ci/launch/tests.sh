@@ -27,9 +27,12 @@ CARGO_ARGS=("$@")
 find_programs "${CARGO_ARGS[@]}" || exit 1
 
 # The limit of one launch that should succeed, and of one that should fail with a clear
-# error (the bootstraps promise an error within 10 s; past 15 s the launch counts as a hang).
+# error (past 15 s the launch counts as a hang). A PMI server or coordinator that does not
+# answer must be an error within REFUSAL_S of the start (ATOLL_CONNECT_TIMEOUT_S is 8 s by
+# default under external bootstraps), and so must a launcher that gives no PMI.
 OK_LIMIT=90
 ERR_LIMIT=15
+REFUSAL_S=10
 QS_N=200000
 
 # ---- Open MPI's mpirun (PMIx) and MPICH's mpiexec (hydra, PMI-1) on this host
@@ -55,7 +58,8 @@ case_run "$ERR_LIMIT" env PMIX_RANK=0 PMIX_NAMESPACE=atoll-ci-none \
     PMIX_SERVER_URI41="atoll-ci-none.0;tcp4://127.0.0.1:9" PMIX_SERVER_URI4="atoll-ci-none.0;tcp4://127.0.0.1:9" \
     PMIX_SERVER_URI3="atoll-ci-none.0;tcp4://127.0.0.1:9" PMIX_SERVER_URI2="atoll-ci-none.0;tcp4://127.0.0.1:9" \
     "$HELLO"
-expect_failure_naming 'PMIx server .*(not reachable|does not answer)'
+expect_failure_naming 'PMIx server .*(not reachable|does not answer).*launcher.*still running'
+expect_within "$REFUSAL_S"
 case_end
 if command -v nc >/dev/null; then
     # A coordinator that accepts connections and never says a word.
@@ -66,9 +70,10 @@ if command -v nc >/dev/null; then
     silent=$!
     wait_for 5 sh -c "ss -Hltn 'sport = :$port' | grep -q ."
     case_begin env_coordinator_never_answers
-    case_run "$ERR_LIMIT" env ATOLL_COORDINATOR="127.0.0.1:$port" ATOLL_ENV_RANK=1 ATOLL_PLACES=2 \
+    case_run "$ERR_LIMIT" env -u ATOLL_CONNECT_TIMEOUT_S ATOLL_COORDINATOR="127.0.0.1:$port" ATOLL_ENV_RANK=1 ATOLL_PLACES=2 \
         ATOLL_ENV_SECRET="$(new_secret)" "$HELLO"
-    expect_failure_naming "coordinator.*127\\.0\\.0\\.1:$port"
+    expect_failure_naming "coordinator at 127\\.0\\.0\\.1:$port \\(ATOLL_COORDINATOR\\) did not answer.*is place 0 running"
+    expect_within "$REFUSAL_S"
     case_end
     # TERM reaches `timeout`, which passes it on to nc (a KILL would orphan nc).
     kill -TERM "$silent" 2>/dev/null
@@ -96,6 +101,7 @@ else
     case_begin srun_without_pmi_is_refused
     case_run "$ERR_LIMIT" srun -n 2 "$HELLO"
     expect_failure_naming 'started by srun.*--mpi=(pmi2|pmix)'
+    expect_within "$REFUSAL_S"
     case_end
     startup_table
     slurm_down

@@ -7,7 +7,7 @@
 //! | `ATOLL_CHAOS` | unset | a `u64` seed: the receiver delays and reorders deliveries between different senders (never within one sender's stream) to prove that nothing depends on cross-sender order |
 //! | `ATOLL_TAG_OUTPUT` | `1` | `0` lets places write straight to the terminal instead of prefixing each line with `[place k]` |
 //! | `ATOLL_ON_PLACE_FAILURE` | `kill` | `kill`: when a place dies abnormally the launcher ends the others; `continue`: survivors keep running and learn of the death through [`crate::Comm::failed_places`] |
-//! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`10` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
+//! | `ATOLL_CONNECT_TIMEOUT_S` | `30` (`8` under `pmix`, `pmi`, `env`) | seconds the launcher waits for every place to reach the bootstrap before it reports the missing ones and ends the job; under an external bootstrap, the most each answer of the PMI server or coordinator may take |
 //! | `ATOLL_SPIN_US` | `50` (`0` when oversubscribed) | microseconds an idle waiter polls before it yields and then parks; places outnumbering cores spin 0 |
 //! | `ATOLL_SHM_HEAP_MB` | `256` | registered memory per place in the shm provider, and the registered heap of the ucx and ofi providers (regions, large messages, message buffers); pages are only used when touched |
 //! | `ATOLL_SHM_RING_KB` | `256` | bytes of each (sender, receiver) inbox ring in the shm provider; a power of two |
@@ -22,12 +22,20 @@
 //! | `ATOLL_LOG` | unset | a `tracing` filter (as `RUST_LOG` takes it, e.g. `debug` or `atoll_comm=debug`): Atoll's diagnostics on standard error, each place its own lines |
 //! | `FI_PROVIDER` | unset (libfabric's first match) | read by libfabric itself, for `ATOLL_PROVIDER=ofi`: which libfabric providers it loads (`shm`, `tcp;ofi_rxm`, `verbs;ofi_rxm`, ...; `fi_info -t FI_EP_RDM` lists them). The first that offers what Atoll needs reaches every place (passing over `shm` when the job spans hosts); when it is not `shm` and `shm` is loaded, places of one host talk over `shm`: `FI_PROVIDER='shm,tcp;ofi_rxm'` (or unset) keeps shared memory within a host, `FI_PROVIDER='tcp;ofi_rxm'` sends everything over tcp. Every place must use the same. libfabric's own variables (`FI_TCP_IFACE`, `FI_LOG_LEVEL`, ...) apply as well |
 //!
-//! Under an external bootstrap (`pmix`, `pmi`, `env`), `ATOLL_CONNECT_TIMEOUT_S` (default `10`
-//! there) bounds each wait for an answer from the PMI server or the coordinator, and the wait
-//! of the coordinator for every place to connect. A collective (all-gather, barrier) waits for
-//! the slowest place without a time limit: the launcher (or the coordinator, when a place's
-//! connection ends) ends it when a place dies. Under an external launcher a dead place ends the
-//! job (the launcher's policy), so [`crate::Comm::is_failed`] may stay `false`.
+//! Under an external bootstrap (`pmix`, `pmi`, `env`), `ATOLL_CONNECT_TIMEOUT_S` (default `8`
+//! there, [`EXTERNAL_CONNECT_TIMEOUT_S`]) bounds every wait on the launcher's side that should
+//! end at once: `PMIx_Init`; connecting to `PMI_PORT`; each answer of the PMI server other than
+//! the end of a barrier (or of a PMI-2 get, which hydra holds until the value is put); reaching
+//! the `env` coordinator (retried while place 0 starts) and each of its answers. At the `env`
+//! coordinator (place 0) it bounds the wait for every place to connect (counted from the
+//! coordinator's start), for a connection to present the job's secret, and, when place 0
+//! leaves, for the others to leave. The default keeps a server or coordinator that never
+//! answers a clear error within 10 s of the place's start (8 s of waiting, the rest for
+//! start-up); raise it where places start more than 8 s apart. A collective (all-gather,
+//! barrier) waits for the slowest place without a time limit: the launcher (or the
+//! coordinator, when a place's connection ends) ends it when a place dies. Under an external
+//! launcher a dead place ends the job (the launcher's policy), so [`crate::Comm::is_failed`]
+//! may stay `false`.
 //!
 //! Set by the local launcher for the places it starts (not for users): `ATOLL_RANK`, `ATOLL_JOB_ID`,
 //! `ATOLL_LAUNCHER_SOCKET`, `ATOLL_JOB_SECRET`.
@@ -50,6 +58,12 @@ pub const TAG_OUTPUT: &str = "ATOLL_TAG_OUTPUT";
 pub const ON_PLACE_FAILURE: &str = "ATOLL_ON_PLACE_FAILURE";
 /// Bootstrap connect timeout in seconds (`ATOLL_CONNECT_TIMEOUT_S`).
 pub const CONNECT_TIMEOUT_S: &str = "ATOLL_CONNECT_TIMEOUT_S";
+/// The default of [`CONNECT_TIMEOUT_S`] for the local launcher and its places, in seconds.
+pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 30;
+/// The default of [`CONNECT_TIMEOUT_S`] under an external bootstrap (`pmix`, `pmi`, `env`), in
+/// seconds: a PMI server or coordinator that never answers is then an error within 10 s of
+/// the place's start.
+pub const EXTERNAL_CONNECT_TIMEOUT_S: u64 = 8;
 /// Spin budget of idle waiters in microseconds (`ATOLL_SPIN_US`).
 pub const SPIN_US: &str = "ATOLL_SPIN_US";
 /// Registered memory per place for the shm provider, MiB (`ATOLL_SHM_HEAP_MB`).
@@ -156,7 +170,8 @@ impl Config {
             chaos_seed: parse(CHAOS, "a u64 seed")?,
             tag_output,
             on_place_failure,
-            connect_timeout_s: parse(CONNECT_TIMEOUT_S, "seconds")?.unwrap_or(30),
+            connect_timeout_s: parse(CONNECT_TIMEOUT_S, "seconds")?
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_S),
             spin_us: parse(SPIN_US, "microseconds")?,
             shm_heap_bytes: parse::<usize>(SHM_HEAP_MB, "MiB of registered memory, at least 1")?
                 .unwrap_or(256)
@@ -259,7 +274,7 @@ mod tests {
             chaos_seed: None,
             tag_output: true,
             on_place_failure: OnPlaceFailure::Kill,
-            connect_timeout_s: 30,
+            connect_timeout_s: DEFAULT_CONNECT_TIMEOUT_S,
             spin_us: None,
             shm_heap_bytes: 256 << 20,
             shm_ring_bytes: 256 << 10,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use atoll_comm::{CommBuilder, HandlerId, Place};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -27,6 +27,9 @@ const MESSAGES: usize = 200;
 const BLOB: usize = 50_000;
 /// The most any job may take (launchers and places together).
 const JOB_LIMIT: Duration = Duration::from_secs(90);
+/// How soon a place must fail with a clear error when its launcher, PMI server or
+/// coordinator gives no answer (a bound on hang detection, not a performance figure).
+const REFUSAL_LIMIT: Duration = Duration::from_secs(10);
 
 fn main() {
     if std::env::var_os(PLACE_VAR).is_some() {
@@ -119,6 +122,11 @@ fn main() {
     );
     add("refused::another_build_env", None, another_build_env);
     add("refused::pmix_without_server", None, pmix_without_server);
+    add(
+        "refused::pmix_server_never_answers",
+        None,
+        pmix_server_never_answers,
+    );
     add("refused::srun_without_pmi", None, srun_without_pmi);
     add("refused::mpirun_without_pmix", None, mpirun_without_pmix);
     add(
@@ -298,6 +306,13 @@ fn run(command: Command) -> Result<support::JobOutput, Failed> {
     support::run_command(command, JOB_LIMIT).map_err(Failed::from)
 }
 
+/// [`run`], and how long the job ran.
+fn run_timed(command: Command) -> Result<(support::JobOutput, Duration), Failed> {
+    let started = Instant::now();
+    let out = run(command)?;
+    Ok((out, started.elapsed()))
+}
+
 /// The job succeeded and every place of `n` printed its success line.
 fn expect_places_ok(out: &support::JobOutput, n: usize, bootstrap: &str) -> Result<(), Failed> {
     if !out.status.success() {
@@ -423,8 +438,8 @@ fn srun_conformance() -> Result<(), Failed> {
 
 fn srun_plain() -> Result<(), Failed> {
     let mut c = srun("--mpi=none");
-    c.arg(this_exe());
-    expect_refused(&run(c)?, "srun --mpi=pmi2")
+    c.env_remove("ATOLL_CONNECT_TIMEOUT_S").arg(this_exe());
+    expect_refused_in_time(&run_timed(c)?, &["started by srun", "srun --mpi=pmi2"])
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -554,12 +569,44 @@ fn another_build_env() -> Result<(), Failed> {
     Ok(())
 }
 
-fn alone(vars: &[(&str, &str)]) -> Result<support::JobOutput, Failed> {
+/// One place of this binary started alone with `vars`, with the default timeouts of the
+/// bootstrap (`ATOLL_CONNECT_TIMEOUT_S` unset); its output and how long it ran.
+fn alone(vars: &[(&str, &str)]) -> Result<(support::JobOutput, Duration), Failed> {
     let mut c = command(this_exe().to_str().expect("a UTF-8 path"));
+    c.env_remove("ATOLL_CONNECT_TIMEOUT_S");
     for (k, v) in vars {
         c.env(k, v);
     }
-    run(c)
+    run_timed(c)
+}
+
+/// The place failed by itself within [`REFUSAL_LIMIT`] of its start, and its output says
+/// each of `what` (the cause, and what to do).
+fn expect_refused_in_time(
+    (out, took): &(support::JobOutput, Duration),
+    what: &[&str],
+) -> Result<(), Failed> {
+    if *took >= REFUSAL_LIMIT {
+        return Err(format!(
+            "the error came {:.1} s after the start, not within {} s\n{}",
+            took.as_secs_f64(),
+            REFUSAL_LIMIT.as_secs(),
+            out.describe()
+        )
+        .into());
+    }
+    for w in what {
+        expect_refused(out, w)?;
+    }
+    Ok(())
+}
+
+/// A listener on loopback that accepts connections (the kernel's backlog does) and never
+/// says a word; its address.
+fn silent_listener() -> Result<(TcpListener, String), Failed> {
+    let silent = TcpListener::bind("127.0.0.1:0")?;
+    let addr = silent.local_addr()?.to_string();
+    Ok((silent, addr))
 }
 
 fn pmix_without_server() -> Result<(), Failed> {
@@ -569,10 +616,31 @@ fn pmix_without_server() -> Result<(), Failed> {
         ("PMIX_SERVER_URI41", "atoll-test.0;tcp4://127.0.0.1:1"),
     ])?;
     // Without libpmix.so.2 the error names the library instead.
-    if out.stderr.contains("cannot be loaded") {
-        return expect_refused(&out, "libpmix");
+    if out.0.stderr.contains("cannot be loaded") {
+        return expect_refused_in_time(&out, &["libpmix"]);
     }
-    expect_refused(&out, "PMIx_Init failed")
+    expect_refused_in_time(
+        &out,
+        &["PMIx_Init failed", "is that launcher still running"],
+    )
+}
+
+fn pmix_server_never_answers() -> Result<(), Failed> {
+    let (silent, addr) = silent_listener()?;
+    let uri = format!("atoll-test.0;tcp4://{addr}");
+    let out = alone(&[
+        ("PMIX_RANK", "0"),
+        ("PMIX_NAMESPACE", "atoll-test"),
+        ("PMIX_SERVER_URI41", &uri),
+        ("PMIX_SERVER_URI4", &uri),
+    ])?;
+    drop(silent);
+    if out.0.stderr.contains("cannot be loaded") {
+        return expect_refused_in_time(&out, &["libpmix"]);
+    }
+    // libpmix may notice the silence itself (an error of PMIx_Init), or wait on it (Atoll's
+    // time limit on PMIx_Init): either way an error naming the server and what to check.
+    expect_refused_in_time(&out, &[&addr, "launcher", "still running"])
 }
 
 fn srun_without_pmi() -> Result<(), Failed> {
@@ -581,27 +649,33 @@ fn srun_without_pmi() -> Result<(), Failed> {
         ("SLURM_STEP_ID", "0"),
         ("SLURM_JOB_ID", "1"),
     ])?;
-    expect_refused(&out, "srun --mpi=pmi2")
+    expect_refused_in_time(&out, &["started by srun", "srun --mpi=pmi2"])
 }
 
 fn mpirun_without_pmix() -> Result<(), Failed> {
     let out = alone(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2")])?;
-    expect_refused(&out, "without PMIx")
+    expect_refused_in_time(&out, &["without PMIx"])
 }
 
 fn coordinator_never_answers() -> Result<(), Failed> {
-    // A listener that accepts (through its backlog) and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0")?;
-    let addr = silent.local_addr()?.to_string();
+    // With the default ATOLL_CONNECT_TIMEOUT_S: the bound under test.
+    let (silent, addr) = silent_listener()?;
     let out = alone(&[
         ("ATOLL_COORDINATOR", &addr),
         ("ATOLL_ENV_RANK", "1"),
         ("ATOLL_PLACES", "2"),
         ("ATOLL_ENV_SECRET", "0123456789abcdef0123456789abcdef"),
-        ("ATOLL_CONNECT_TIMEOUT_S", "2"),
     ])?;
     drop(silent);
-    expect_refused(&out, "did not answer")
+    // The cause (which coordinator, silent) and what to do (check place 0 and the address).
+    expect_refused_in_time(
+        &out,
+        &[
+            &format!("the coordinator at {addr} (ATOLL_COORDINATOR) did not answer"),
+            "is place 0 running",
+            "ATOLL_CONNECT_TIMEOUT_S",
+        ],
+    )
 }
 
 fn wrong_secret() -> Result<(), Failed> {
@@ -622,7 +696,7 @@ fn wrong_secret() -> Result<(), Failed> {
         ("ATOLL_ENV_SECRET", "ffffffffffffffffffffffffffffffff"),
         ("ATOLL_CONNECT_TIMEOUT_S", "3"),
     ])?;
-    expect_refused(&one, "wrong secret")?;
+    expect_refused_in_time(&one, &["wrong secret"])?;
     let zero = zero.join().map_err(|_| "place 0's thread panicked")??;
     expect_refused(&zero, "never connected")
 }

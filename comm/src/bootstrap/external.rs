@@ -16,9 +16,6 @@ use crate::config::{self, CONNECT_TIMEOUT_S, PMI_VERSION};
 use crate::launch::ident;
 use crate::{Error, Result};
 
-/// The default of `ATOLL_CONNECT_TIMEOUT_S` for external bootstraps, in seconds.
-const DEFAULT_TIMEOUT_S: f64 = 10.0;
-
 /// A client of an external bootstrap, with what the first all-gather told it.
 #[derive(Debug)]
 pub struct External<C> {
@@ -145,10 +142,11 @@ impl Exchange for EnvClient {
     }
 }
 
-/// `ATOLL_CONNECT_TIMEOUT_S`, 10 s by default for external bootstraps.
+/// `ATOLL_CONNECT_TIMEOUT_S`, [`config::EXTERNAL_CONNECT_TIMEOUT_S`] (8 s) by default for
+/// external bootstraps: the bound of every wait that should end at once (see [`crate::config`]).
 pub(crate) fn timeout() -> Result<Duration> {
     let s = config::parse::<f64>(CONNECT_TIMEOUT_S, "seconds, more than 0")?
-        .unwrap_or(DEFAULT_TIMEOUT_S);
+        .unwrap_or(config::EXTERNAL_CONNECT_TIMEOUT_S as f64);
     if !(s > 0.0 && s < 1e9) {
         return Err(Error::Config {
             var: CONNECT_TIMEOUT_S,

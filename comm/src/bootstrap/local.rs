@@ -99,7 +99,8 @@ impl LocalBootstrap {
             value: "(not shown)".into(),
             expected: "32 hexadecimal digits",
         })?;
-        let timeout_s = config::parse::<u64>(CONNECT_TIMEOUT_S, "seconds")?.unwrap_or(30);
+        let timeout_s = config::parse::<u64>(CONNECT_TIMEOUT_S, "seconds")?
+            .unwrap_or(config::DEFAULT_CONNECT_TIMEOUT_S);
 
         let stream = connect(&socket)?;
         let frames = handshake(

@@ -73,7 +73,9 @@ impl PmixClient {
             Err(_) => {
                 return Err(Error::bootstrap(format!(
                     "PMIx_Init did not return within {} s (ATOLL_CONNECT_TIMEOUT_S): the PMIx \
-                     server ({server}) does not answer",
+                     server ({server}) does not answer; is the launcher (`mpirun`, `srun \
+                     --mpi=pmix`) that started this process still running, and are the PMIX_* \
+                     variables its own (not inherited from another job)?",
                     timeout.as_secs_f64()
                 )))
             }
