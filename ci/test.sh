@@ -57,7 +57,8 @@ cargo build --workspace --all-targets --release "${FEATURES[@]}"
 
 section "examples (2 places, default provider)"
 run_example() {
-    # run_example NAME PATTERN [ARGS...]: the example's output must contain PATTERN.
+    # run_example NAME PATTERN [ARGS...]: the example's output must contain PATTERN, and no
+    # error or warning line of UCX.
     local name="$1" pattern="$2"
     shift 2
     local out
@@ -71,6 +72,11 @@ run_example() {
         echo "example $name: output lacks '$pattern'" >&2
         exit 1
     }
+    # UCX's own error and warning lines (`file.c:N UCX  ERROR ...`): a normal run has none.
+    if grep -qE -- '[.][a-z]+:[0-9]+ +UCX +(ERROR|WARN) ' <<<"$out"; then
+        echo "example $name: UCX reported an error or a warning" >&2
+        exit 1
+    fi
 }
 run_example hello '^\[place 0\] place 1 answered: hello from place 1 of 2'
 run_example pingpong '^\[place 0\] place 0 done'

@@ -34,6 +34,24 @@ impl JobOutput {
             .filter(|p| self.stdout.contains(&format!("[place {p}] {case}: ok")))
             .count()
     }
+
+    /// The lines in which UCX reported an error or a warning (its log lines read
+    /// `[time] [host:pid:thread] file.c:line UCX  ERROR ...`): a normal run has none.
+    pub fn ucx_complaints(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .filter(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.windows(3).any(|w| {
+                    let source = w[0].rsplit_once(':').is_some_and(|(file, number)| {
+                        file.contains('.') && number.bytes().all(|b| b.is_ascii_digit())
+                    });
+                    source && w[1] == "UCX" && matches!(w[2], "ERROR" | "WARN")
+                })
+            })
+            .collect()
+    }
 }
 
 /// Runs this test binary with `env` (it becomes the local launcher of `places` places), killing
@@ -97,4 +115,25 @@ pub fn run_command(mut command: Command, timeout: Duration) -> Result<JobOutput,
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn ucx_complaints_are_its_error_and_warning_lines() {
+        let out = JobOutput {
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: "[place 0] ok\n".into(),
+            stderr: "[place 1] [1795.7] [vm:9870 :0]  select.c:549  UCX  ERROR   no active \
+                     messages transport\n[place 1] [1.2] [vm:1:0] parser.c:1916 UCX  INFO  \
+                     UCX_* env variables\n[place 0] a UCX ERROR said in prose\n"
+                .into(),
+        };
+        let complaints = out.ucx_complaints();
+        assert_eq!(complaints.len(), 1, "{complaints:?}");
+        assert!(complaints[0].contains("select.c:549"));
+    }
 }

@@ -86,7 +86,8 @@ impl Suite {
 
     /// The trial `np{places}::{case}` (`np{places}::chaos::{case}` with `chaos`, which sets
     /// `ATOLL_CHAOS` to the suite's seed): `case` as a job of `places` places, which must
-    /// succeed with `CASE: ok` from the places that report.
+    /// succeed with `CASE: ok` from the places that report, and without an error or warning
+    /// line of UCX (under `ATOLL_PROVIDER=ucx`; [`JobOutput::ucx_complaints`]).
     pub fn trial(self, case: &'static str, places: usize, chaos: bool) -> Trial {
         if chaos {
             let env = vec![("ATOLL_CHAOS", self.chaos_seed.to_string())];
@@ -140,7 +141,8 @@ impl Suite {
         })
     }
 
-    /// A trial named `name` that runs `case` with `env` and checks its places' reports.
+    /// A trial named `name` that runs `case` with `env` and checks its places' reports and
+    /// that UCX complained of nothing.
     fn job_trial(
         self,
         name: String,
@@ -158,6 +160,15 @@ impl Suite {
             if !out.status.success() || reported != reporting {
                 return Err(format!(
                     "job failed: {reported} of {reporting} place(s) printed `{case}: ok`\n{}",
+                    out.describe()
+                )
+                .into());
+            }
+            let complaints = out.ucx_complaints();
+            if !complaints.is_empty() {
+                return Err(format!(
+                    "UCX reported errors in a run without any:\n{}\n{}",
+                    complaints.join("\n"),
                     out.describe()
                 )
                 .into());

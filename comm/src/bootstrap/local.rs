@@ -183,7 +183,7 @@ impl LocalBootstrap {
     }
 
     /// A test of [`LocalBootstrap::is_failed`] that outlives `self`'s borrow.
-    #[cfg(feature = "ofi")]
+    #[cfg(any(feature = "ofi", feature = "ucx"))]
     pub(crate) fn failure_probe(&self) -> super::FailureProbe {
         let news = self.news.clone();
         super::FailureProbe::new(move |place| {

@@ -163,8 +163,9 @@ impl Bootstrap {
     }
 
     /// A shareable [`Bootstrap::is_failed`], for a provider that waits on a peer inside an
-    /// operation (an RMA completion) and must not wait forever on a dead one.
-    #[cfg(feature = "ofi")]
+    /// operation (an RMA completion) and must not wait forever on a dead one, or that closes
+    /// its connection to a dead one at once instead of flushing it.
+    #[cfg(any(feature = "ofi", feature = "ucx"))]
     pub(crate) fn failure_probe(&self) -> FailureProbe {
         match self {
             Bootstrap::Local(b) => b.failure_probe(),
@@ -184,11 +185,11 @@ impl Bootstrap {
 }
 
 /// Whether a place is known to have died: a cheap test a provider can keep.
-#[cfg(feature = "ofi")]
+#[cfg(any(feature = "ofi", feature = "ucx"))]
 #[derive(Clone)]
 pub(crate) struct FailureProbe(std::sync::Arc<dyn Fn(Place) -> bool + Send + Sync>);
 
-#[cfg(feature = "ofi")]
+#[cfg(any(feature = "ofi", feature = "ucx"))]
 impl FailureProbe {
     pub(crate) fn new(test: impl Fn(Place) -> bool + Send + Sync + 'static) -> FailureProbe {
         FailureProbe(std::sync::Arc::new(test))
@@ -200,7 +201,7 @@ impl FailureProbe {
     }
 }
 
-#[cfg(feature = "ofi")]
+#[cfg(any(feature = "ofi", feature = "ucx"))]
 impl std::fmt::Debug for FailureProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FailureProbe")

@@ -1,7 +1,8 @@
 //! The UCX provider (cargo feature `ucx`, `ATOLL_PROVIDER=ucx`).
 //!
 //! - One UCP context and worker per place ([`context`]); endpoints to every place, this one
-//!   included, from worker addresses exchanged through the bootstrap ([`endpoint`]).
+//!   included, from worker addresses exchanged through the bootstrap ([`endpoint`]), with
+//!   peer-failure handling towards other hosts only (UCX's shared-memory transports have none).
 //! - Registered memory: one anonymous mapping per place registered with `ucp_mem_map`
 //!   ([`memory`]); regions and message buffers are carved from it by the shared
 //!   [`HeapAllocator`]; the packed remote key goes to every place through the bootstrap and is
@@ -41,14 +42,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ucx_sys as sys;
 
-use crate::bootstrap::Bootstrap;
+use crate::bootstrap::{Bootstrap, FailureProbe};
 use crate::config::Config;
 use crate::heap::HeapAllocator;
 use crate::rma::Region;
 use crate::{Error, Place, Result};
 
 use context::{Context, Worker};
-use endpoint::ErrorArg;
+use endpoint::{ErrorArg, Reach};
 use memory::{Mapping, PeerMemory};
 use shared::Shared;
 use status::{check, Started};
@@ -76,6 +77,11 @@ struct Peer {
 pub(crate) struct WorkerState {
     worker: Worker,
     peers: Vec<Option<Peer>>,
+    /// Places UCX reported failed (through `shared`) or the launcher reported dead
+    /// (`failures`): their endpoints are closed at once at teardown, not flushed (a flush
+    /// towards a dead peer without peer-failure handling ends in a UCX error line).
+    shared: Arc<Shared>,
+    failures: FailureProbe,
 }
 
 // SAFETY: the raw endpoint and key handles are only used under the worker lock, from
@@ -106,12 +112,16 @@ impl WorkerState {
 impl Drop for WorkerState {
     fn drop(&mut self) {
         let mut closing = Vec::new();
-        for peer in self.peers.iter_mut().filter_map(Option::take) {
+        for (place, slot) in self.peers.iter_mut().enumerate() {
+            let Some(peer) = slot.take() else {
+                continue;
+            };
             if let Some(memory) = peer.memory {
                 // SAFETY: unpacked on `peer.ep`, which is still open; destroyed once.
                 unsafe { sys::ucp_rkey_destroy(memory.rkey) };
             }
-            match endpoint::close(peer.ep, false) {
+            let dead = self.shared.is_failed(place) || self.failures.is_failed(Place::new(place));
+            match endpoint::close(peer.ep, dead) {
                 Ok(Started::Pending(request)) => closing.push(request),
                 Ok(Started::Done) => {}
                 Err(error) => tracing::debug!(%error, "closing a UCX endpoint"),
@@ -154,6 +164,8 @@ pub(crate) struct UcxProvider {
     next_inbox: AtomicUsize,
     /// The endpoints' error-callback arguments, alive as long as the endpoints.
     _error_args: Box<[ErrorArg]>,
+    /// Places the launcher reported dead.
+    failures: FailureProbe,
 }
 
 // SAFETY: `signal_worker` is only passed to `ucp_worker_signal`, which UCX allows from any
@@ -204,26 +216,32 @@ impl UcxProvider {
                 place,
             })
             .collect();
+        let failures = bootstrap.failure_probe();
         let mut state = WorkerState {
             worker,
             peers: Vec::with_capacity(places),
+            shared: Arc::clone(&shared),
+            failures: failures.clone(),
         };
-        // Other places first, this place's own endpoint (`self` transport, which never offers
-        // peer-failure handling) last.
+        let host_of = bootstrap.host_of_places();
+        // Other places first, this place's own endpoint last.
         let mut peer_failure = true;
         state.peers.resize_with(places, || None);
         for place in (0..places).filter(|&p| p != here).chain([here]) {
+            let reach = if place == here {
+                Reach::Itself
+            } else if host_of.get(place).is_some() && host_of.get(place) == host_of.get(here) {
+                Reach::SameHost
+            } else {
+                Reach::OtherHost
+            };
             let arg: *mut ErrorArg = &mut error_args[place];
-            let wants = peer_failure && place != here;
-            let mut mode = wants;
             let address = addresses.get(place).ok_or_else(|| {
                 Error::bootstrap(format!("the address exchange lacks place {place}"))
             })?;
-            let ep = endpoint::create(&state.worker, address, arg, &mut mode)?;
+            let (ep, _handled) =
+                endpoint::create(&state.worker, place, reach, address, arg, &mut peer_failure)?;
             state.peers[place] = Some(Peer { ep, memory: None });
-            if wants {
-                peer_failure = mode;
-            }
         }
         let blobs = bootstrap.allgather(&memory::encode(&mapping)?)?;
         for (place, blob) in blobs.iter().enumerate() {
@@ -246,6 +264,7 @@ impl UcxProvider {
             mapping,
             next_inbox: AtomicUsize::new(0),
             _error_args: error_args,
+            failures,
         })
     }
 
@@ -284,6 +303,11 @@ impl UcxProvider {
     /// Whether the endpoint to `place` reported its peer failed.
     pub(crate) fn is_failed(&self, place: usize) -> bool {
         self.shared.is_failed(place)
+    }
+
+    /// Whether `place` is known dead, by UCX or by the launcher.
+    fn is_dead(&self, place: usize) -> bool {
+        self.shared.is_failed(place) || self.failures.is_failed(Place::new(place))
     }
 
     /// Allocates `len` zeroed bytes of the registered heap.

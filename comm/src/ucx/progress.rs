@@ -91,6 +91,11 @@ impl UcxProvider {
         if shared.flushed[to].load(Ordering::Acquire) >= issued {
             return true;
         }
+        // No flush towards a place known dead: it could only fail (with an error line of UCX's
+        // own where the endpoint has no peer-failure handling); the caller sees the death.
+        if self.is_dead(to) {
+            return false;
+        }
         if shared.flushing[to].swap(true, Ordering::AcqRel) {
             self.drive();
             return false;
