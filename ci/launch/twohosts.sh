@@ -6,13 +6,17 @@
 # the network providers, which also proves that the bootstrap's all-gather crossed the hosts.
 # The network providers run the programs when the build has their cargo feature (CARGO_ARGS
 # names `ucx` or `ofi`), over TCP on the veth pair between the hosts and over shared memory
-# between the places of one host (`ofi::routes` cases check which endpoint each place uses).
+# between the places of one host. The `ofi::routes` cases check which endpoint each place
+# uses; the UCX `transports` cases check which transports UCX chose for each endpoint (UCX
+# gets `UCX_TLS=sm,tcp,self`), and a UCX job without a network transport (`UCX_TLS=sm,self`)
+# must be refused, which shows that UCX too sees two hosts (see netns.sh).
 
 # has_feature NAME: whether the build's cargo arguments name feature NAME.
 has_feature() { [[ " ${CARGO_ARGS[*]} " =~ [\ /,=]$1([\ ,]|$) ]]; }
 
-# The variables that put each network provider on the veth pair over TCP.
-UCX_ENV=(ATOLL_PROVIDER=ucx "UCX_TLS=tcp,self" UCX_NET_DEVICES="$H1_DEV")
+# The variables that put each network provider on the veth pair over TCP. UCX: and on shared
+# memory between the places of one host.
+UCX_ENV=(ATOLL_PROVIDER=ucx "UCX_TLS=sm,tcp,self" UCX_NET_DEVICES="$H1_DEV")
 # libfabric: tcp across the hosts, and its shm provider (loaded because FI_PROVIDER names it)
 # between the places of one host.
 OFI_ENV=(ATOLL_PROVIDER=ofi "FI_PROVIDER=shm,tcp;ofi_rxm" FI_TCP_IFACE="$H1_DEV")
@@ -30,6 +34,24 @@ OFI_ROUTES_LOG=ATOLL_LOG=atoll_comm::ofi::routes=debug
 # The error of the shm provider for a job on both hosts.
 SHM_ACROSS_HOSTS='on 2 hosts \((h1, h2|h2, h1)\).*ATOLL_PROVIDER=(ucx|ofi)'
 
+# Atoll's debug line of each UCX endpoint (comm/src/ucx/mod.rs) at ATOLL_LOG's level:
+# `UCX endpoint place=P host=H reach=SameHost|OtherHost|Itself peer_failure=B lanes=tl/dev[..]+..`
+UCX_LOG=ATOLL_LOG=atoll_comm::ucx=debug
+
+# expect_ucx_transports: the hello of 4 places, 2 per host, went over shared memory within
+# each host and over tcp across: each place has one endpoint to a place of its host, whose
+# lanes are UCX shared-memory transports only, and two to the other host's places, over
+# tcp on the veth only, with peer-failure handling; and UCX complained of nothing.
+expect_ucx_transports() {
+    local sm='(posix|sysv|cma|xpmem|knem)/memory' ep='UCX endpoint place=[0-9]+ host=h[12]'
+    expect_hello
+    expect_line "$ep reach=SameHost peer_failure=false lanes=$sm" 4
+    expect_line "$ep reach=OtherHost peer_failure=true lanes=tcp/$H1_DEV" 8
+    expect_no_line 'reach=SameHost .*lanes=.*tcp/'
+    expect_no_line "reach=OtherHost .*lanes=.*(self/|$sm)"
+    expect_no_line '[.][a-z]+:[0-9]+ +UCX +(ERROR|WARN) '
+}
+
 two_host_env_cases() {
     local port=$((20000 + ($$ + 13) % 20000))
     ENV_RUNNERS=(on_h1 on_h1 on_h2 on_h2)
@@ -40,6 +62,18 @@ two_host_env_cases() {
     if has_feature ucx; then
         ENV_EXTRA=("${UCX_ENV[@]}")
         check_env_job env_two_hosts_ucx "$H1_ADDR:$port" on_h1 on_h1 on_h2 on_h2
+        case_begin env_two_hosts_ucx::transports
+        ENV_EXTRA=("${UCX_ENV[@]}" "$UCX_LOG")
+        env_job "$OK_LIMIT" "$H1_ADDR:$port" "$HELLO"
+        expect_ucx_transports
+        case_end
+        # Without a network transport no place of the other host can be reached: UCX does not
+        # take the two hosts for one (which would let it share memory across them).
+        case_begin env_two_hosts_ucx::sm_only_is_refused
+        ENV_EXTRA=(ATOLL_PROVIDER=ucx "UCX_TLS=sm,self")
+        env_job "$ERR_LIMIT" "$H1_ADDR:$port" "$HELLO"
+        expect_failure_naming 'no transport of UCX_TLS=sm,self reaches place [0-9]+; it runs on another host'
+        case_end
     else
         case_skip env_two_hosts_ucx "the build has no ucx feature"
     fi
@@ -85,6 +119,12 @@ two_node_slurm_cases() {
         fi
         for mpi in pmix pmi2; do
             check_programs "srun_two_nodes_${mpi}_$provider" on_h1 srun --mpi="$mpi" -N 2 -n 4
+            if [ "$provider" = ucx ]; then
+                case_begin "srun_two_nodes_${mpi}_ucx::transports"
+                case_run "$OK_LIMIT" on_h1 env "${UCX_ENV[@]}" "$UCX_LOG" srun --mpi="$mpi" -N 2 -n 4 "$HELLO"
+                expect_ucx_transports
+                case_end
+            fi
         done
     done
     if has_feature ofi; then

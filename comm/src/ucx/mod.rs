@@ -3,6 +3,8 @@
 //! - One UCP context and worker per place ([`context`]); endpoints to every place, this one
 //!   included, from worker addresses exchanged through the bootstrap ([`endpoint`]), with
 //!   peer-failure handling towards other hosts only (UCX's shared-memory transports have none).
+//!   With `ATOLL_LOG=atoll_comm::ucx=debug`, one line per endpoint says which transports UCX
+//!   chose for it ([`lanes`]).
 //! - Registered memory: one anonymous mapping per place registered with `ucp_mem_map`
 //!   ([`memory`]); regions and message buffers are carved from it by the shared
 //!   [`HeapAllocator`]; the packed remote key goes to every place through the bootstrap and is
@@ -30,6 +32,7 @@ mod am;
 mod context;
 mod endpoint;
 mod inbox;
+mod lanes;
 mod memory;
 mod progress;
 mod rma;
@@ -224,6 +227,13 @@ impl UcxProvider {
             failures: failures.clone(),
         };
         let host_of = bootstrap.host_of_places();
+        let hosts = bootstrap.hosts();
+        let host_name = |place: usize| {
+            host_of
+                .get(place)
+                .and_then(|&h| hosts.get(h))
+                .map_or("?", String::as_str)
+        };
         // Other places first, this place's own endpoint last.
         let mut peer_failure = true;
         state.peers.resize_with(places, || None);
@@ -239,8 +249,18 @@ impl UcxProvider {
             let address = addresses.get(place).ok_or_else(|| {
                 Error::bootstrap(format!("the address exchange lacks place {place}"))
             })?;
-            let (ep, _handled) =
+            let (ep, handled) =
                 endpoint::create(&state.worker, place, reach, address, arg, &mut peer_failure)?;
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(
+                    place,
+                    host = %host_name(place),
+                    reach = ?reach,
+                    peer_failure = handled,
+                    lanes = %lanes::describe(ep),
+                    "UCX endpoint"
+                );
+            }
             state.peers[place] = Some(Peer { ep, memory: None });
         }
         let blobs = bootstrap.allgather(&memory::encode(&mapping)?)?;
