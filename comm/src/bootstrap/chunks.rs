@@ -76,8 +76,22 @@ pub(crate) fn split(blob: &[u8], max_value: usize) -> Vec<String> {
     values
 }
 
+/// Reads one blob back from its values, `get(i)` giving the `i`th value ([`split`]'s
+/// output): the count from the first, then the others, joined and decoded. A count, piece or
+/// total a peer could not have written is an error, before any further value is read.
+pub(crate) fn read(mut get: impl FnMut(usize) -> Result<String>) -> Result<Vec<u8>> {
+    let first_value = get(0)?;
+    let (count, head) = first(&first_value)?;
+    let mut pieces = Vec::with_capacity(count);
+    pieces.push(head.to_owned());
+    for piece in 1..count {
+        pieces.push(get(piece)?);
+    }
+    join(&pieces)
+}
+
 /// Reads the count of values off the first value of a blob: `(count, first piece)`.
-pub(crate) fn first(value: &str) -> Result<(usize, &str)> {
+fn first(value: &str) -> Result<(usize, &str)> {
     let bad = || {
         Error::bootstrap(format!(
             "a peer's blob header {:?} is not `count.piece`",
@@ -94,7 +108,7 @@ pub(crate) fn first(value: &str) -> Result<(usize, &str)> {
 }
 
 /// Joins the pieces of one blob and decodes them.
-pub(crate) fn join(pieces: &[String]) -> Result<Vec<u8>> {
+fn join(pieces: &[String]) -> Result<Vec<u8>> {
     let total: usize = pieces.iter().map(String::len).sum();
     if total > MAX_BLOB.div_ceil(3) * 4 {
         return Err(Error::PayloadTooLarge {
@@ -127,6 +141,8 @@ mod tests {
                 let mut pieces = vec![head.to_owned()];
                 pieces.extend(values[1..].iter().cloned());
                 assert_eq!(join(&pieces).unwrap(), blob, "len {len} max {max}");
+                let got = read(|i| Ok(values[i].clone())).unwrap();
+                assert_eq!(got, blob, "len {len} max {max}");
             }
         }
         assert_eq!(encode(b"Man"), "TWFu");
