@@ -28,7 +28,7 @@ case_begin() {
     CASE_OUT=""
     CASE_RC=0
     CASE_MS=0
-    CASE_STARTED=$SECONDS
+    CASE_STARTED=$(date +%s%N)
 }
 
 case_run() {
@@ -87,7 +87,8 @@ expect_within() {
 }
 
 case_end() {
-    local took=$((SECONDS - CASE_STARTED)) p
+    local ms=$((($(date +%s%N) - CASE_STARTED) / 1000000)) took p
+    took="$((ms / 1000)).$((ms % 1000 / 100))"
     if [ ${#CASE_PROBLEMS[@]} -eq 0 ]; then
         echo "test launch::$CASE_NAME ... ok (${took} s)"
         CASES_PASSED=$((CASES_PASSED + 1))
