@@ -82,7 +82,9 @@ pub(crate) fn split(blob: &[u8], max_value: usize) -> Vec<String> {
 pub(crate) fn read(mut get: impl FnMut(usize) -> Result<String>) -> Result<Vec<u8>> {
     let first_value = get(0)?;
     let (count, head) = first(&first_value)?;
-    let mut pieces = Vec::with_capacity(count);
+    // `count` is a peer's claim (checked against the largest blob only): the vector grows
+    // with the pieces that do arrive instead of reserving for all of them at once.
+    let mut pieces = Vec::with_capacity(count.min(64));
     pieces.push(head.to_owned());
     for piece in 1..count {
         pieces.push(get(piece)?);
