@@ -11,14 +11,25 @@ use super::connection::{Connection, Stream};
 use super::wire::{Line, LineReader, Read1};
 use crate::bootstrap::chunks;
 
+/// A client connection whose other end `serve` runs on a thread of its own.
+fn socket_pair(timeout: Duration, serve: impl FnOnce(UnixStream) + Send + 'static) -> Connection {
+    let (client, theirs) = UnixStream::pair().unwrap();
+    thread::spawn(move || serve(theirs));
+    Connection::new(
+        Stream::Unix(client),
+        timeout,
+        "the test server".into(),
+        "a hint",
+    )
+}
+
 /// A PMI server on the other end of a socket pair, answering each request line with
 /// `answer` (no answer: `None`); it ends when the client closes.
 pub(super) fn server(
     answer: impl Fn(&Line, &mut HashMap<String, String>) -> Option<String> + Send + 'static,
     timeout: Duration,
 ) -> Connection {
-    let (client, mut theirs) = UnixStream::pair().unwrap();
-    thread::spawn(move || {
+    socket_pair(timeout, move |mut theirs| {
         let mut lines = LineReader::default();
         let mut kvs = HashMap::new();
         while let Ok(Read1::Line(text)) = lines.read_line(&mut theirs) {
@@ -29,13 +40,7 @@ pub(super) fn server(
                 }
             }
         }
-    });
-    Connection::new(
-        Stream::Unix(client),
-        timeout,
-        "the test server".into(),
-        "a hint",
-    )
+    })
 }
 
 /// Answers as Slurm's pmi2 plugin does to PMI-1 lines (rc on every reply, appnum=-1,
@@ -68,8 +73,7 @@ pub(super) fn slurm(line: &Line, kvs: &mut HashMap<String, String>) -> Option<St
 /// A PMI-2 server as Slurm's: PMI-1 `init`, then PMI-2 messages; its fence is a barrier
 /// of one place here, and place 1's values are already stored.
 pub(super) fn slurm_v2(timeout: Duration) -> Connection {
-    let (client, mut theirs) = UnixStream::pair().unwrap();
-    thread::spawn(move || {
+    socket_pair(timeout, move |mut theirs| {
         let mut lines = LineReader::default();
         let Ok(Read1::Line(_init)) = lines.read_line(&mut theirs) else {
             return;
@@ -112,11 +116,5 @@ pub(super) fn slurm_v2(timeout: Duration) -> Connection {
                 return;
             }
         }
-    });
-    Connection::new(
-        Stream::Unix(client),
-        timeout,
-        "the test server".into(),
-        "a hint",
-    )
+    })
 }
