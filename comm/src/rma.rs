@@ -123,26 +123,29 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// A region over `range` of the registered area starting at `base`.
+    /// A fresh, zeroed region of `len` bytes, allocated from `heap`, the registered memory of
+    /// `place`; [`Error::OutOfRegisteredMemory`] when the heap has no room.
     ///
     /// # Safety
-    /// `range` must come from `heap`'s allocator and `base` be the mapped start of the area it
-    /// allocates from, a mapping that `mapping` keeps alive.
-    pub(crate) unsafe fn new(
+    /// `base` must be the mapped start of the area `heap` allocates from, a mapping that
+    /// `mapping` keeps alive.
+    pub(crate) unsafe fn alloc(
         place: Place,
         base: *mut u8,
-        range: Range<usize>,
         len: usize,
-        heap: Arc<HeapAllocator>,
+        heap: &Arc<HeapAllocator>,
         mapping: Arc<dyn Any + Send + Sync>,
-    ) -> Region {
-        // SAFETY: in bounds of the area (caller's contract).
+    ) -> Result<Region> {
+        let range = heap.alloc_registered(place, len)?;
+        let heap = heap.clone();
+        // SAFETY: the range comes from `heap`, so it lies in the area `base` starts (caller's
+        // contract).
         let ptr = unsafe { base.add(range.start) };
         // SAFETY: the range is freshly allocated and inside the mapping; only a key of a region
         // freed earlier could reach it, which `RemoteKey`'s contract rules out, and would be a
         // racing store to shared memory, not a Rust reference.
         unsafe { std::ptr::write_bytes(ptr, 0, range.len()) };
-        Region {
+        Ok(Region {
             key: RemoteKey {
                 place,
                 offset: range.start as u64,
@@ -152,7 +155,7 @@ impl Region {
             range,
             heap,
             _mapping: mapping,
-        }
+        })
     }
 
     /// The key other places use to reach this region.

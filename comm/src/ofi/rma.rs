@@ -17,20 +17,18 @@ const SPINS: u32 = 64;
 
 impl OfiProvider {
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
-        let range = self.stage(len)?;
         let mapping: Arc<dyn Any + Send + Sync> = self.mapping.clone();
-        // SAFETY: the range comes from this heap's allocator, whose area starts at the
-        // mapping's base; the region holds the mapping, so the memory outlives it.
-        Ok(unsafe {
-            Region::new(
+        // SAFETY: this heap's area starts at the mapping's base; the region holds the
+        // mapping, so the memory outlives it.
+        unsafe {
+            Region::alloc(
                 Place::new(self.here),
                 self.mapping.base(),
-                range,
                 len,
-                self.heap.clone(),
+                &self.heap,
                 mapping,
             )
-        })
+        }
     }
 
     /// A buffer of `len` bytes of this place's registered memory.

@@ -12,20 +12,18 @@ use crate::{Error, Place, Result};
 impl ShmProvider {
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
         self.reclaim_rendezvous();
-        let range = self.heap.alloc_registered(Place::new(self.here), len)?;
         let mapping: Arc<dyn Any + Send + Sync> = self.segments[self.here].clone();
-        // SAFETY: the range comes from this heap's allocator, and the heap area stays mapped
-        // for as long as the region lives (it holds the segment).
-        Ok(unsafe {
-            Region::new(
+        // SAFETY: this place's heap area starts at its segment's heap, which stays mapped for
+        // as long as the region lives (it holds the segment).
+        unsafe {
+            Region::alloc(
                 Place::new(self.here),
                 self.own().heap(),
-                range,
                 len,
-                self.heap.clone(),
+                &self.heap,
                 mapping,
             )
-        })
+        }
     }
 
     /// The address of `key`'s bytes `offset..offset + len`, checked.

@@ -332,23 +332,18 @@ impl UcxProvider {
 
     /// Allocates `len` zeroed bytes of the registered heap.
     pub(crate) fn alloc_region(&self, len: usize) -> Result<Region> {
-        let range = self
-            .shared
-            .heap
-            .alloc_registered(Place::new(self.here), len)?;
         let mapping: Arc<dyn Any + Send + Sync> = self.mapping.clone();
-        // SAFETY: the range comes from this heap's allocator, whose area starts at the
-        // mapping's base; the region keeps the mapping alive.
-        Ok(unsafe {
-            Region::new(
+        // SAFETY: this heap's area starts at the mapping's base; the region keeps the mapping
+        // alive.
+        unsafe {
+            Region::alloc(
                 Place::new(self.here),
                 self.mapping.base(),
-                range,
                 len,
-                self.shared.heap.clone(),
+                &self.shared.heap,
                 mapping,
             )
-        })
+        }
     }
 }
 
