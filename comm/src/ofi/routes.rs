@@ -223,9 +223,16 @@ impl Routes {
         }
     }
 
-    /// The open endpoints, network first.
+    /// The endpoints that reach some place, network first.
+    ///
+    /// A network endpoint that reaches no place (every place shares this host and is reached
+    /// over shm) is left out: it has nothing to complete, and reading its queue on every
+    /// `progress` would only cost time.
     pub(super) fn endpoints(&self) -> impl Iterator<Item = (Via, &Endpoint)> {
-        std::iter::once((Via::Network, &self.network))
+        let network_used = self.shm_places.len() < self.routes.len();
+        network_used
+            .then_some((Via::Network, &self.network))
+            .into_iter()
             .chain(self.shared_memory.iter().map(|e| (Via::SharedMemory, e)))
     }
 
